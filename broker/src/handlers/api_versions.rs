@@ -1,0 +1,65 @@
+//! ApiVersions: the table of what this broker really serves. Nothing is listed here that
+//! lacks a working handler, and the version ranges are the ones the handlers were written for.
+
+use rill_protocol::messages::api_versions_response::ApiVersion;
+use rill_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use rill_protocol::ResponseError;
+
+/// (API, min, max) served on the broker listener. Minimums follow Kafka 4.0 (KIP-896);
+/// maximums the highest stable version of the 4.1 schemas.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 2),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
+];
+
+/// The versions of `api` this broker accepts, if it serves it at all.
+pub fn supported(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(_, min, max)| (*min, *max))
+}
+
+fn api_keys() -> Vec<ApiVersion> {
+    SUPPORTED
+        .iter()
+        .map(|(k, min, max)| {
+            ApiVersion::default().with_api_key(*k as i16).with_min_version(*min).with_max_version(*max)
+        })
+        .collect()
+}
+
+pub fn handle(_req: ApiVersionsRequest, _version: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(api_keys())
+}
+
+/// The answer to an ApiVersions request of a version we do not know: Kafka replies in v0
+/// with UNSUPPORTED_VERSION and the table, so the client can retry with a version we have.
+pub fn unsupported_version_response() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_error_code(ResponseError::UnsupportedVersion.code()).with_api_keys(api_keys())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_within_generated_codec_ranges() {
+        for (k, min, max) in SUPPORTED {
+            let r = k.valid_versions();
+            assert!(*min >= r.min && *max <= r.max, "{k:?} {min}-{max} outside codec range {}-{}", r.min, r.max);
+        }
+    }
+}

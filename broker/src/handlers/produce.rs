@@ -1,0 +1,186 @@
+//! Produce and InitProducerId.
+//!
+//! A produced batch is validated (header, CRC, size, one batch per partition as Kafka
+//! requires from v3), copied once into a mutable buffer so the log can stamp its offset in
+//! place, and appended. With acks=all the response waits for the group-committed fsync when
+//! the topic's flush policy asks for one (Rill's default).
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use futures::future::join_all;
+use rill_protocol::batch::{self, BatchHeader};
+use rill_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use rill_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
+use rill_protocol::ResponseError;
+
+use crate::broker::{now_ms, Broker};
+use crate::error::KafkaError;
+use crate::producer_state::SequenceCheck;
+use crate::topics::{Partition, Topic};
+
+struct Appended {
+    base_offset: i64,
+    log_append_time: i64,
+    log_start_offset: i64,
+    /// Offset up to which (exclusive) the data must be durable before acknowledging.
+    sync_upto: Option<i64>,
+}
+
+fn validate_batch(topic: &Topic, records: Option<&[u8]>) -> Result<BatchHeader, KafkaError> {
+    let records = records
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| KafkaError::InvalidRecord("produce request without records".into()))?;
+    let mut batches = batch::split_batches(records);
+    let (_, whole) = match batches.next() {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => return Err(e.into()),
+        None => {
+            let header = BatchHeader::parse(records)?;
+            return Err(batch::BatchError::Truncated { need: header.total_len(), have: records.len() }.into());
+        }
+    };
+    if whole.len() != records.len() {
+        return Err(KafkaError::InvalidRecord(
+            "Produce requests with version 3+ are only allowed to contain exactly one record batch per partition"
+                .into(),
+        ));
+    }
+    if whole.len() > topic.settings.max_message_bytes {
+        return Err(KafkaError::MessageTooLarge { size: whole.len(), max: topic.settings.max_message_bytes });
+    }
+    let header = batch::validate(whole)?;
+    if header.is_control() {
+        return Err(KafkaError::InvalidRecord("clients may not produce control batches".into()));
+    }
+    if header.is_transactional() {
+        return Err(KafkaError::InvalidRequest("transactions are not supported yet".into()));
+    }
+    Ok(header)
+}
+
+fn append(topic: &Topic, partition: &Partition, records: &[u8], acks: i16) -> Result<Appended, KafkaError> {
+    let header = validate_batch(topic, Some(records))?;
+    let log_append_time = topic.settings.log_append_time.then(now_ms);
+    let idempotent = header.producer_id >= 0;
+    let last_seq = header.base_sequence.wrapping_add(header.last_offset_delta);
+    let mut producers = partition.producers.lock();
+    if idempotent {
+        match producers.check(header.producer_id, header.producer_epoch, header.base_sequence, last_seq)? {
+            SequenceCheck::Append => {}
+            SequenceCheck::Duplicate { base_offset } => {
+                return Ok(Appended {
+                    base_offset,
+                    log_append_time: -1,
+                    log_start_offset: partition.log.log_start_offset(),
+                    sync_upto: (acks == -1 && partition.log.sync_on_ack()).then(|| base_offset + 1),
+                });
+            }
+        }
+    }
+    // The one copy on the produce path: the request buffer is shared and immutable.
+    let mut buf = BytesMut::from(records);
+    let info = partition.log.append(&mut buf, crate::handlers::metadata::LEADER_EPOCH, log_append_time)?;
+    if idempotent {
+        producers.record(header.producer_id, header.producer_epoch, header.base_sequence, last_seq, info.first_offset);
+    }
+    drop(producers);
+    partition.appended.notify_waiters();
+    Ok(Appended {
+        base_offset: info.first_offset,
+        log_append_time: info.log_append_time,
+        log_start_offset: info.log_start_offset,
+        sync_upto: (acks == -1 && partition.log.sync_on_ack()).then_some(info.last_offset + 1),
+    })
+}
+
+fn partition_response(index: i32, result: Result<Appended, KafkaError>) -> PartitionProduceResponse {
+    let r = PartitionProduceResponse::default().with_index(index);
+    match result {
+        Ok(a) => r
+            .with_base_offset(a.base_offset)
+            .with_log_append_time_ms(a.log_append_time)
+            .with_log_start_offset(a.log_start_offset),
+        Err(e) => {
+            if matches!(e, KafkaError::Storage(_)) {
+                tracing::error!(error = %e, "append failed");
+            }
+            r.with_error_code(e.code()).with_error_message(Some(super::s(e.to_string()))).with_base_offset(-1)
+        }
+    }
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let acks = req.acks;
+    let mut pending = Vec::new();
+    let mut topics_out = Vec::with_capacity(req.topic_data.len());
+    for td in req.topic_data {
+        let topic =
+            if version >= 13 { broker.topics.get_by_id(&td.topic_id) } else { broker.topics.get(td.name.0.as_str()) };
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let result = if !matches!(acks, -1..=1) {
+                Err(KafkaError::InvalidRequiredAcks(acks))
+            } else {
+                match &topic {
+                    None if version >= 13 => Err(KafkaError::UnknownTopicId),
+                    None => Err(KafkaError::UnknownTopicOrPartition),
+                    Some(t) => t.partition(pd.index).and_then(|p| {
+                        let records = pd.records.as_deref().unwrap_or(&[]);
+                        let a = append(t, &p, records, acks)?;
+                        if let Some(upto) = a.sync_upto {
+                            pending.push((topics_out.len(), parts.len(), p.clone(), upto));
+                        }
+                        Ok(a)
+                    }),
+                }
+            };
+            parts.push(partition_response(pd.index, result));
+        }
+        topics_out.push(
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_topic_id(td.topic_id)
+                .with_partition_responses(parts),
+        );
+    }
+    // Group commit: concurrent producers' syncs of one partition coalesce inside the log.
+    let syncs = pending.into_iter().map(|(ti, pi, p, upto)| async move {
+        let res = tokio::task::spawn_blocking(move || p.log.sync(upto)).await;
+        (ti, pi, res)
+    });
+    for (ti, pi, res) in join_all(syncs).await {
+        let err = match res {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => KafkaError::Storage(e),
+            Err(join) => KafkaError::InvalidRequest(format!("sync task failed: {join}")),
+        };
+        tracing::error!(error = %err, "fsync failed; produce not acknowledged");
+        let part = &mut topics_out[ti].partition_responses[pi];
+        part.error_code = err.code();
+        part.error_message = Some(super::s(err.to_string()));
+        part.base_offset = -1;
+    }
+    if acks == 0 {
+        return None;
+    }
+    Some(ProduceResponse::default().with_responses(topics_out))
+}
+
+pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        // Transactions come with their coordinator; refuse clearly rather than half-work.
+        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    // KIP-360: a producer may ask to bump its epoch after a timeout.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        return resp.with_producer_id(req.producer_id).with_producer_epoch(req.producer_epoch + 1);
+    }
+    match broker.topics.allocate_producer_id() {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => resp.with_error_code(e.code()),
+    }
+}

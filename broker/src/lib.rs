@@ -1,0 +1,19 @@
+//! Rill's broker: listeners, request routing and the handlers for every API it serves, over
+//! the partition logs of `rill-storage`.
+//!
+//! Requests arrive decoded by `rill-protocol`; record batches pass through as bytes: the
+//! broker validates a batch and assigns its offsets, it never re-encodes records. It must
+//! never block a connection's reader on disk sync: fsyncs run on blocking threads and are
+//! shared by concurrent producers (group commit).
+
+pub mod broker;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod producer_state;
+pub mod server;
+pub mod topic_config;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

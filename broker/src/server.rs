@@ -1,0 +1,187 @@
+//! Listeners and connections.
+//!
+//! Each connection has a reader and a writer task. The reader cuts frames, decodes them and
+//! starts one task per request; it hands the writer, in arrival order, a slot that task will
+//! fill. The writer sends responses in request order, as Kafka requires, while later requests
+//! are already being handled (pipelining). The slot channel is bounded, so a client that
+//! pipelines without reading stops being read: memory per connection stays bounded by
+//! `socket.request.max.bytes` plus the in-flight limit.
+
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use rill_protocol::frame::{self, FrameError};
+use rill_protocol::messages::{ApiKey, ResponseKind};
+use rill_protocol::{decode_request, encode_response, peek_header, DecodeError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::broker::{Broker, ConnContext};
+use crate::handlers::api_versions;
+
+/// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
+type Slot = oneshot::Receiver<Option<BytesMut>>;
+
+/// Binds every configured listener and serves until the process ends.
+pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections));
+    let mut tasks = Vec::new();
+    for l in &broker.config.listeners {
+        let addr = format!("{}:{}", if l.host.is_empty() { "0.0.0.0" } else { &l.host }, l.port);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind listener {} on {addr}: {e}", l.name))?;
+        tracing::info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
+        tasks.push(tokio::spawn(accept_loop(broker.clone(), listener, l.name.clone(), limit.clone())));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    name: String,
+    limit: Arc<Semaphore>,
+) -> anyhow::Result<()> {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Usually EMFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "max.connections reached; closing new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ConnContext { listener: name.clone(), peer };
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            serve_connection(broker, stream, ctx).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, ctx: ConnContext) {
+    tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "connection opened");
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::channel::<Slot>(broker.config.max_inflight_requests_per_connection.max(1));
+    let writer = tokio::spawn(write_loop(wr, rx));
+    let reason = read_loop(&broker, rd, tx, &ctx).await;
+    // The writer drains every slot already queued, then ends when the channel closes.
+    let _ = writer.await;
+    tracing::debug!(peer = %ctx.peer, reason, "connection closed");
+}
+
+async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
+    while let Some(slot) = rx.recv().await {
+        match slot.await {
+            Ok(Some(bytes)) => {
+                if wr.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            // The handler task died (a bug): the stream would be out of order, so close.
+            Err(_) => return,
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<BytesMut> {
+    let mut out = BytesMut::new();
+    match encode_response(&mut out, api_key, version, correlation_id, body) {
+        Ok(()) => Some(out),
+        Err(e) => {
+            tracing::error!(api = ?api_key, version, error = %e, "response encoding failed");
+            None
+        }
+    }
+}
+
+/// Reads and dispatches requests until the peer closes or sends something we must not answer.
+async fn read_loop(
+    broker: &Arc<Broker>,
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<Slot>,
+    ctx: &ConnContext,
+) -> &'static str {
+    let max = broker.config.socket_request_max_bytes;
+    let mut buf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        let size = loop {
+            match frame::check(&buf, max) {
+                Ok(Some(size)) => break size,
+                Ok(None) => {}
+                Err(FrameError::TooLarge { size, max }) => {
+                    tracing::warn!(peer = %ctx.peer, size, max, "request larger than socket.request.max.bytes; closing");
+                    return "frame too large";
+                }
+                Err(FrameError::Negative(n)) => {
+                    tracing::warn!(peer = %ctx.peer, size = n, "negative frame size; closing");
+                    return "bad frame";
+                }
+            }
+            // Grow to the announced frame size at most (bounded by `max`).
+            if buf.len() >= 4 {
+                let want = 4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+                buf.reserve(want.saturating_sub(buf.len()));
+            }
+            match rd.read_buf(&mut buf).await {
+                Ok(0) => return if buf.is_empty() { "peer closed" } else { "peer closed mid-frame" },
+                Ok(_) => {}
+                Err(_) => return "read error",
+            }
+        };
+        buf.advance(4);
+        let payload = buf.split_to(size).freeze();
+        let prefix = match peek_header(&payload) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(peer = %ctx.peer, error = %e, "malformed request; closing");
+                return "malformed request";
+            }
+        };
+        let request = match decode_request(payload, api_versions::supported) {
+            Ok(r) => r,
+            Err(DecodeError::UnsupportedVersion { api_key: ApiKey::ApiVersions, .. }) => {
+                // Answer in v0 so any client can read the table and retry.
+                let body = ResponseKind::ApiVersions(api_versions::unsupported_version_response());
+                let (stx, srx) = oneshot::channel();
+                let _ = stx.send(encode(ApiKey::ApiVersions, 0, prefix.correlation_id, &body));
+                if tx.send(srx).await.is_err() {
+                    return "writer gone";
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %ctx.peer, client_api_key = prefix.api_key, version = prefix.api_version, error = %e, "cannot serve request; closing connection");
+                return "undecodable request";
+            }
+        };
+        let (stx, srx) = oneshot::channel();
+        if tx.send(srx).await.is_err() {
+            return "writer gone";
+        }
+        let broker = broker.clone();
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let api_key = request.api_key;
+            let version = request.version();
+            let correlation_id = request.correlation_id();
+            let response = broker.handle(request, &ctx).await;
+            let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
+        });
+    }
+}

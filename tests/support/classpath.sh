@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Prints the Java classpath (kafka-clients, kafka-tools, kafka_2.13 4.x + deps) resolved by Maven
+# from tests/java/pom.xml. Cached in tests/java/target/classpath.txt; re-resolved when the pom changes.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+pom="$here/java/pom.xml"
+out="$here/java/target/classpath.txt"
+mkdir -p "$here/java/target"
+if [[ ! -s "$out" || "$pom" -nt "$out" ]]; then
+  # -B: batch mode (no stdin, no colours). Offline first so a warm local repo needs no network.
+  if ! mvn -B -q -o -f "$pom" dependency:build-classpath -Dmdep.outputFile="$out.tmp" >/dev/null 2>&1; then
+    mvn -B -q -f "$pom" dependency:build-classpath -Dmdep.outputFile="$out.tmp" >&2
+  fi
+  mv "$out.tmp" "$out"
+fi
+cat "$out"
