@@ -1,5 +1,7 @@
 //! The broker: shared state and the dispatch of each request to its handler.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +11,13 @@ use rill_protocol::Request;
 use crate::config::BrokerConfig;
 use crate::handlers;
 use crate::topics::Topics;
+
+/// How a request is answered: now, or by a future that may run while the connection goes on
+/// to its next request (only a produce waiting for its fsync does that).
+pub enum Reply {
+    Now(Option<ResponseKind>),
+    Later(Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>),
+}
 
 /// What the handlers know about the connection a request came in on.
 #[derive(Debug, Clone)]
@@ -32,6 +41,24 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// Serves one request of a connection. Requests of a connection are applied one at a time
+    /// in arrival order, as Kafka does; a produce's fsync wait is the exception, deferred so
+    /// that a producer's in-flight requests share one group commit.
+    pub async fn serve(self: &Arc<Self>, req: Request, ctx: &ConnContext) -> Reply {
+        let version = req.version();
+        match req.body {
+            RequestKind::Produce(r) => {
+                let started = handlers::produce::start(self, r, version);
+                if started.is_done() {
+                    Reply::Now(started.finish().await.map(Into::into))
+                } else {
+                    Reply::Later(Box::pin(async move { started.finish().await.map(Into::into) }))
+                }
+            }
+            body => Reply::Now(self.handle(Request { body, ..req }, ctx).await),
+        }
     }
 
     /// Handles one request. `None` means no response is sent (a produce with acks=0).

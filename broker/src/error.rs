@@ -1,6 +1,5 @@
 //! The broker's error type, mapped to Kafka error codes in exactly one place ([`KafkaError::code`]).
 
-use rill_protocol::batch::BatchError;
 use rill_protocol::ResponseError;
 use rill_storage::StorageError;
 use thiserror::Error;
@@ -30,7 +29,7 @@ pub enum KafkaError {
     #[error("{0}")]
     InvalidRecord(String),
     #[error("corrupt record batch: {0}")]
-    CorruptMessage(#[from] BatchError),
+    CorruptMessage(#[from] rill_protocol::batch::BatchError),
     #[error("The record batch of {size} bytes is larger than max.message.bytes ({max}).")]
     MessageTooLarge { size: usize, max: usize },
     #[error("The requested offset {requested} is not within [{log_start}, {log_end}].")]
@@ -85,12 +84,7 @@ impl KafkaError {
             InvalidConfig(_) => ResponseError::InvalidConfig,
             InvalidRequest(_) => ResponseError::InvalidRequest,
             InvalidRecord(_) => ResponseError::InvalidRecord,
-            CorruptMessage(BatchError::UnknownCompression(_)) => ResponseError::UnsupportedCompressionType,
-            CorruptMessage(BatchError::UnsupportedMagic(_)) => ResponseError::UnsupportedForMessageFormat,
-            CorruptMessage(BatchError::InvalidRecordCount(_) | BatchError::InvalidOffsetDelta { .. }) => {
-                ResponseError::InvalidRecord
-            }
-            CorruptMessage(_) => ResponseError::CorruptMessage,
+            CorruptMessage(e) => rill_protocol::error::batch_error_code(e),
             MessageTooLarge { .. } => ResponseError::MessageTooLarge,
             OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,

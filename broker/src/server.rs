@@ -1,9 +1,10 @@
 //! Listeners and connections.
 //!
 //! Each connection has a reader and a writer task. The reader cuts frames, decodes them and
-//! starts one task per request; it hands the writer, in arrival order, a slot that task will
-//! fill. The writer sends responses in request order, as Kafka requires, while later requests
-//! are already being handled (pipelining). The slot channel is bounded, so a client that
+//! applies them one at a time in arrival order (so a connection's appends keep their order);
+//! it hands the writer, in arrival order, a slot for each response. A produce waiting for its
+//! fsync fills its slot later while the reader goes on, so pipelined produces share group
+//! commits. The writer sends responses in request order, as Kafka requires. The slot channel is bounded, so a client that
 //! pipelines without reading stops being read: memory per connection stays bounded by
 //! `socket.request.max.bytes` plus the in-flight limit.
 
@@ -18,7 +19,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::broker::{Broker, ConnContext};
+use crate::broker::{Broker, ConnContext, Reply};
 use crate::handlers::api_versions;
 
 /// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
@@ -174,14 +175,19 @@ async fn read_loop(
         if tx.send(srx).await.is_err() {
             return "writer gone";
         }
-        let broker = broker.clone();
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let api_key = request.api_key;
-            let version = request.version();
-            let correlation_id = request.correlation_id();
-            let response = broker.handle(request, &ctx).await;
-            let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
-        });
+        let api_key = request.api_key;
+        let version = request.version();
+        let correlation_id = request.correlation_id();
+        match broker.serve(request, ctx).await {
+            Reply::Now(response) => {
+                let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
+            }
+            Reply::Later(pending) => {
+                tokio::spawn(async move {
+                    let response = pending.await;
+                    let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
+                });
+            }
+        }
     }
 }

@@ -66,7 +66,7 @@ pub fn decode_error_code(e: &DecodeError) -> Option<ResponseError> {
     match e {
         DecodeError::TooShort(_) | DecodeError::UnknownApiKey(_) => None,
         DecodeError::UnsupportedVersion { .. } => Some(ResponseError::UnsupportedVersion),
-        DecodeError::Malformed { .. } | DecodeError::TrailingBytes { .. } => Some(ResponseError::InvalidRequest),
+        DecodeError::Malformed { .. } => Some(ResponseError::InvalidRequest),
     }
 }
 
@@ -83,8 +83,6 @@ mod tests {
         assert_eq!(batch_error_code(&BatchError::InvalidRecord { index: 0, reason: "x" }).code(), 2);
         let unsupported = DecodeError::UnsupportedVersion { api_key: ApiKey::Produce, version: 99 };
         assert_eq!(decode_error_code(&unsupported).map(|e| e.code()), Some(35));
-        let trailing = DecodeError::TrailingBytes { api_key: ApiKey::Fetch, version: 4, trailing: 1 };
-        assert_eq!(ProtocolError::from(trailing).response_error().map(|e| e.code()), Some(42));
         assert_eq!(ProtocolError::from(FrameError::Negative(-1)).response_error(), None);
     }
 }

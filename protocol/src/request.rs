@@ -1,6 +1,6 @@
 //! Request decoding and response encoding around the generated message codecs.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::protocol::{Message, VersionRange};
@@ -50,8 +50,6 @@ pub enum DecodeError {
         #[source]
         source: anyhow::Error,
     },
-    #[error("{api_key:?} v{version} request has {trailing} unread trailing bytes")]
-    TrailingBytes { api_key: ApiKey, version: i16, trailing: usize },
 }
 
 /// Reads api key, version and correlation id from a request payload (after the size prefix).
@@ -83,9 +81,7 @@ pub fn decode_request(
     let malformed = |source| DecodeError::Malformed { api_key, version, source };
     let header = RequestHeader::decode(&mut payload, api_key.request_header_version(version)).map_err(malformed)?;
     let body = RequestKind::decode(api_key, &mut payload, version).map_err(malformed)?;
-    if payload.has_remaining() {
-        return Err(DecodeError::TrailingBytes { api_key, version, trailing: payload.remaining() });
-    }
+    // Kafka ignores bytes after the body (some clients send a few), and so do we.
     Ok(Request { api_key, header, body })
 }
 

@@ -596,15 +596,9 @@ fn every_broker_message_round_trips() {
 }
 
 /// Valid encodings with a few bytes damaged, truncated, or replaced by garbage: every decoder
-/// must fail cleanly. (Damaged lengths are what reach allocation paths.)
-///
-/// Ignored because it currently finds a real bug: kafka-protocol 0.18 decodes arrays with
-/// `Vec::with_capacity(n)` for the wire length `n` before reading any element
-/// (`protocol/types.rs`, `Array` and `CompactArray` decoders), so a few-byte request with a
-/// large array length aborts the process ("memory allocation of 146201217504 bytes failed").
-/// Run with `cargo test -p rill-protocol --test roundtrip -- --ignored` once that is fixed.
+/// must fail cleanly. (Damaged lengths are what reach allocation paths: this test found the
+/// unbounded array pre-allocation patched in third_party/kafka-protocol.)
 #[test]
-#[ignore = "kafka-protocol 0.18 aborts on huge array lengths (Vec::with_capacity before reading)"]
 fn damaged_and_garbage_input_never_panics() {
     damaged_input_never_panics(&[0, 1, 2]);
 }

@@ -24,10 +24,41 @@ fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
         EARLIEST | EARLIEST_LOCAL => Ok((p.log.log_start_offset(), -1)),
         // Nothing is tiered: the answer Kafka gives without remote storage.
         LATEST_TIERED => Ok((-1, -1)),
-        MAX_TIMESTAMP => Ok(p.log.max_timestamp()?.unwrap_or((-1, -1))),
-        ts if ts >= 0 => Ok(p.log.offset_for_timestamp(ts)?.map_or((-1, -1), |(off, ts)| (off, ts))),
+        MAX_TIMESTAMP => match p.log.max_timestamp()? {
+            Some((last_offset, max_ts)) => Ok(first_record_at(p, last_offset, |ts| ts == max_ts)?.unwrap_or((-1, -1))),
+            None => Ok((-1, -1)),
+        },
+        ts if ts >= 0 => match p.log.offset_for_timestamp(ts)? {
+            Some((offset, _)) => Ok(first_record_at(p, offset, |t| t >= ts)?.unwrap_or((-1, -1))),
+            None => Ok((-1, -1)),
+        },
         other => Err(KafkaError::InvalidRequest(format!("invalid ListOffsets timestamp {other}"))),
     }
+}
+
+/// The storage answers timestamp queries per batch; Kafka answers per record. Walk the batch
+/// holding `offset` and return the first record at or after it whose timestamp matches.
+/// Not a hot path: this is the only place the broker looks inside records.
+fn first_record_at(
+    p: &Partition,
+    offset: i64,
+    matches: impl Fn(i64) -> bool,
+) -> Result<Option<(i64, i64)>, KafkaError> {
+    let read = p.log.read(offset, 1, p.log.log_end_offset())?;
+    let Some(Ok((header, batch))) = rill_protocol::batch::split_batches(&read.records).next() else {
+        return Ok(None);
+    };
+    let mut scratch = Vec::new();
+    let mut found = None;
+    rill_protocol::records::for_each_record(batch, &mut scratch, |r| {
+        let record_offset = header.base_offset + r.offset_delta as i64;
+        let ts =
+            if header.is_log_append_time() { header.max_timestamp } else { header.base_timestamp + r.timestamp_delta };
+        if found.is_none() && record_offset >= offset.min(header.last_offset()) && matches(ts) {
+            found = Some((record_offset, ts));
+        }
+    })?;
+    Ok(found)
 }
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

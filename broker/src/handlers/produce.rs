@@ -14,12 +14,18 @@ use rill_protocol::messages::produce_response::{PartitionProduceResponse, TopicP
 use rill_protocol::messages::{
     InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
 };
+use rill_protocol::records::RecordValidator;
 use rill_protocol::ResponseError;
 
 use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
 use crate::producer_state::SequenceCheck;
 use crate::topics::{Partition, Topic};
+
+thread_local! {
+    /// One decompression buffer per worker thread, reused across batches.
+    static VALIDATOR: std::cell::RefCell<RecordValidator> = std::cell::RefCell::new(RecordValidator::default());
+}
 
 struct Appended {
     base_offset: i64,
@@ -52,6 +58,9 @@ fn validate_batch(topic: &Topic, records: Option<&[u8]>) -> Result<BatchHeader, 
         return Err(KafkaError::MessageTooLarge { size: whole.len(), max: topic.settings.max_message_bytes });
     }
     let header = batch::validate(whole)?;
+    // Like Kafka's LogValidator, look inside: a batch whose header and CRC are fine can
+    // still hold malformed records, and consumers must never be served those.
+    VALIDATOR.with(|v| v.borrow_mut().validate(whole))?;
     if header.is_control() {
         return Err(KafkaError::InvalidRecord("clients may not produce control batches".into()));
     }
@@ -112,13 +121,51 @@ fn partition_response(index: i32, result: Result<Appended, KafkaError>) -> Parti
     }
 }
 
-pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+/// A produce whose appends are done and whose acknowledgement may still wait for fsyncs.
+pub struct Started {
+    acks: i16,
+    response: ProduceResponse,
+    /// (topic index, partition index, partition, offset to be durable up to)
+    syncs: Vec<(usize, usize, Arc<Partition>, i64)>,
+}
+
+impl Started {
+    /// True when nothing is left to wait for.
+    pub fn is_done(&self) -> bool {
+        self.syncs.is_empty()
+    }
+
+    /// Waits for the fsyncs (shared with concurrent producers: group commit) and builds the
+    /// response; `None` for acks=0.
+    pub async fn finish(mut self) -> Option<ProduceResponse> {
+        let syncs = std::mem::take(&mut self.syncs).into_iter().map(|(ti, pi, p, upto)| async move {
+            let res = tokio::task::spawn_blocking(move || p.log.sync(upto)).await;
+            (ti, pi, res)
+        });
+        for (ti, pi, res) in join_all(syncs).await {
+            let err = match res {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => KafkaError::Storage(e),
+                Err(join) => KafkaError::InvalidRequest(format!("sync task failed: {join}")),
+            };
+            tracing::error!(error = %err, "fsync failed; produce not acknowledged");
+            let part = &mut self.response.responses[ti].partition_responses[pi];
+            part.error_code = err.code();
+            part.error_message = Some(super::s(err.to_string()));
+            part.base_offset = -1;
+        }
+        (self.acks != 0).then_some(self.response)
+    }
+}
+
+/// Validates and appends every partition's batch. Runs inline on the connection, so appends
+/// happen in request order as Kafka guarantees; only the fsync wait is left for [`Started::finish`].
+pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
     let acks = req.acks;
-    let mut pending = Vec::new();
+    let mut syncs = Vec::new();
     let mut topics_out = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
-        let topic =
-            if version >= 13 { broker.topics.get_by_id(&td.topic_id) } else { broker.topics.get(td.name.0.as_str()) };
+        let topic = if version >= 13 { broker.topics.get_by_id(&td.topic_id) } else { broker.topics.get(td.name.0.as_str()) };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
             let result = if !matches!(acks, -1..=1) {
@@ -127,11 +174,14 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
                 match &topic {
                     None if version >= 13 => Err(KafkaError::UnknownTopicId),
                     None => Err(KafkaError::UnknownTopicOrPartition),
+                    Some(t) if t.name == crate::groups::OFFSETS_TOPIC => {
+                        Err(KafkaError::InvalidTopic(format!("Cannot append to internal topic {}", t.name)))
+                    }
                     Some(t) => t.partition(pd.index).and_then(|p| {
                         let records = pd.records.as_deref().unwrap_or(&[]);
                         let a = append(t, &p, records, acks)?;
                         if let Some(upto) = a.sync_upto {
-                            pending.push((topics_out.len(), parts.len(), p.clone(), upto));
+                            syncs.push((topics_out.len(), parts.len(), p.clone(), upto));
                         }
                         Ok(a)
                     }),
@@ -140,33 +190,14 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> 
             parts.push(partition_response(pd.index, result));
         }
         topics_out.push(
-            TopicProduceResponse::default()
-                .with_name(td.name)
-                .with_topic_id(td.topic_id)
-                .with_partition_responses(parts),
+            TopicProduceResponse::default().with_name(td.name).with_topic_id(td.topic_id).with_partition_responses(parts),
         );
     }
-    // Group commit: concurrent producers' syncs of one partition coalesce inside the log.
-    let syncs = pending.into_iter().map(|(ti, pi, p, upto)| async move {
-        let res = tokio::task::spawn_blocking(move || p.log.sync(upto)).await;
-        (ti, pi, res)
-    });
-    for (ti, pi, res) in join_all(syncs).await {
-        let err = match res {
-            Ok(Ok(())) => continue,
-            Ok(Err(e)) => KafkaError::Storage(e),
-            Err(join) => KafkaError::InvalidRequest(format!("sync task failed: {join}")),
-        };
-        tracing::error!(error = %err, "fsync failed; produce not acknowledged");
-        let part = &mut topics_out[ti].partition_responses[pi];
-        part.error_code = err.code();
-        part.error_message = Some(super::s(err.to_string()));
-        part.base_offset = -1;
-    }
-    if acks == 0 {
-        return None;
-    }
-    Some(ProduceResponse::default().with_responses(topics_out))
+    Started { acks, response: ProduceResponse::default().with_responses(topics_out), syncs }
+}
+
+pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    start(broker, req, version).finish().await
 }
 
 pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
