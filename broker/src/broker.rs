@@ -14,6 +14,8 @@ use crate::topics::Topics;
 
 /// How a request is answered: now, or by a future that may run while the connection goes on
 /// to its next request (only a produce waiting for its fsync does that).
+// Built and matched once per request: boxing the common case would cost an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Reply {
     Now(Option<ResponseKind>),
     Later(Pin<Box<dyn Future<Output = Option<ResponseKind>> + Send>>),

@@ -165,7 +165,8 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
     let mut syncs = Vec::new();
     let mut topics_out = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
-        let topic = if version >= 13 { broker.topics.get_by_id(&td.topic_id) } else { broker.topics.get(td.name.0.as_str()) };
+        let topic =
+            if version >= 13 { broker.topics.get_by_id(&td.topic_id) } else { broker.topics.get(td.name.0.as_str()) };
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
             let result = if !matches!(acks, -1..=1) {
@@ -174,9 +175,6 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
                 match &topic {
                     None if version >= 13 => Err(KafkaError::UnknownTopicId),
                     None => Err(KafkaError::UnknownTopicOrPartition),
-                    Some(t) if t.name == crate::groups::OFFSETS_TOPIC => {
-                        Err(KafkaError::InvalidTopic(format!("Cannot append to internal topic {}", t.name)))
-                    }
                     Some(t) => t.partition(pd.index).and_then(|p| {
                         let records = pd.records.as_deref().unwrap_or(&[]);
                         let a = append(t, &p, records, acks)?;
@@ -190,7 +188,10 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
             parts.push(partition_response(pd.index, result));
         }
         topics_out.push(
-            TopicProduceResponse::default().with_name(td.name).with_topic_id(td.topic_id).with_partition_responses(parts),
+            TopicProduceResponse::default()
+                .with_name(td.name)
+                .with_topic_id(td.topic_id)
+                .with_partition_responses(parts),
         );
     }
     Started { acks, response: ProduceResponse::default().with_responses(topics_out), syncs }
