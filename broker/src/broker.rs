@@ -9,6 +9,7 @@ use rill_protocol::messages::{RequestKind, ResponseKind};
 use rill_protocol::Request;
 
 use crate::config::BrokerConfig;
+use crate::groups::GroupCoordinator;
 use crate::handlers;
 use crate::topics::Topics;
 
@@ -31,6 +32,8 @@ pub struct ConnContext {
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
     pub topics: Topics,
+    /// Consumer groups and their committed offsets (`__consumer_offsets`).
+    pub groups: Arc<GroupCoordinator>,
 }
 
 impl Broker {
@@ -38,7 +41,8 @@ impl Broker {
     pub fn open(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())?;
-        Ok(Arc::new(Broker { config, topics }))
+        let groups = GroupCoordinator::open(&topics, &config)?;
+        Ok(Arc::new(Broker { config, topics, groups }))
     }
 
     pub fn node_id(&self) -> i32 {
@@ -85,6 +89,19 @@ impl Broker {
             RequestKind::DeleteRecords(r) => handlers::records::delete_records(self, r).into(),
             RequestKind::DescribeLogDirs(r) => handlers::records::describe_log_dirs(self, r).into(),
             RequestKind::InitProducerId(r) => handlers::produce::init_producer_id(self, r).into(),
+            RequestKind::FindCoordinator(r) => handlers::groups::find_coordinator(self, r, version, ctx).into(),
+            RequestKind::JoinGroup(r) => {
+                handlers::groups::join_group(self, r, version, req.header.client_id.as_deref(), ctx).await.into()
+            }
+            RequestKind::SyncGroup(r) => handlers::groups::sync_group(self, r, version).await.into(),
+            RequestKind::Heartbeat(r) => handlers::groups::heartbeat(self, r).into(),
+            RequestKind::LeaveGroup(r) => handlers::groups::leave_group(self, r, version).into(),
+            RequestKind::OffsetCommit(r) => handlers::groups::offset_commit(self, r, version).await.into(),
+            RequestKind::OffsetFetch(r) => handlers::groups::offset_fetch(self, r, version).into(),
+            RequestKind::DescribeGroups(r) => handlers::groups::describe_groups(self, r, version).into(),
+            RequestKind::ListGroups(r) => handlers::groups::list_groups(self, r, version).into(),
+            RequestKind::DeleteGroups(r) => handlers::groups::delete_groups(self, r).into(),
+            RequestKind::OffsetDelete(r) => handlers::groups::offset_delete(self, r).into(),
             _ => {
                 // decode_request only lets through what api_versions advertises, so this is a
                 // table/dispatch mismatch: answer nothing rather than something wrong.
@@ -100,6 +117,7 @@ impl Broker {
         let retention_every = Duration::from_millis(self.config.log_retention_check_interval_ms.max(100));
         let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
         let mut retention_tick = tokio::time::interval(retention_every);
+        tokio::spawn(self.groups.clone().run_expiry());
         loop {
             tokio::select! {
                 _ = flush_tick.tick() => {

@@ -106,6 +106,12 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("log.cleanup.policy", "delete"),
     ("min.insync.replicas", "1"),
     ("compression.type", "producer"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("offsets.topic.num.partitions", "50"),
+    ("offsets.retention.minutes", "10080"),
+    ("offsets.retention.check.interval.ms", "600000"),
 ];
 
 impl BrokerConfig {

@@ -9,6 +9,7 @@
 pub mod broker;
 pub mod config;
 pub mod error;
+pub mod groups;
 pub mod handlers;
 pub mod producer_state;
 pub mod server;

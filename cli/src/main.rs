@@ -64,8 +64,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Each partition keeps its active segment open, so thousands of partitions need more file
+/// descriptors than the usual soft limit of 1024: raise it to the hard limit, as Kafka's
+/// docs tell operators to.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let wanted = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) != 0 {
+                tracing::warn!(soft = lim.rlim_cur, "could not raise the open-files limit");
+            }
+        }
+    }
+}
+
 fn run_broker(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> {
     let config = rill_broker::BrokerConfig::load(config.as_deref(), &sets)?;
+    raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rill").build()?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();

@@ -55,6 +55,7 @@ fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(s(t.name.clone()))))
         .with_topic_id(t.id)
+        .with_is_internal(t.name == crate::groups::OFFSETS_TOPIC)
         .with_partitions(partitions)
 }
 

@@ -175,6 +175,9 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
                 match &topic {
                     None if version >= 13 => Err(KafkaError::UnknownTopicId),
                     None => Err(KafkaError::UnknownTopicOrPartition),
+                    Some(t) if t.name == crate::groups::OFFSETS_TOPIC => {
+                        Err(KafkaError::InvalidTopic(format!("Cannot append to internal topic {}", t.name)))
+                    }
                     Some(t) => t.partition(pd.index).and_then(|p| {
                         let records = pd.records.as_deref().unwrap_or(&[]);
                         let a = append(t, &p, records, acks)?;

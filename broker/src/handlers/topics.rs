@@ -171,6 +171,9 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 if !broker.config.delete_topic_enable {
                     return Err(KafkaError::TopicDeletionDisabled);
                 }
+                if n == crate::groups::OFFSETS_TOPIC {
+                    return Err(KafkaError::InvalidTopic(format!("Cannot delete internal topic {n}")));
+                }
                 broker.topics.delete(&n)?;
                 Ok((n, id))
             });

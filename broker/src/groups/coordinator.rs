@@ -1,0 +1,670 @@
+//! The group coordinator: every group's state machine, its committed offsets, and their
+//! durability in `__consumer_offsets`. This single node coordinates every group.
+//!
+//! Locks (all `parking_lot`, none held across an `.await`):
+//! - `groups` maps group ids to entries; held only to look up, insert or remove an entry.
+//! - each entry's mutex serialises one group: its state machine, its offsets and its appends
+//!   to the log (so the log order of a group's records is the order of its changes). Lock
+//!   order: an entry, then `groups` (never the reverse: look-ups drop `groups` first).
+//!
+//! An OffsetCommit is appended under the entry lock, fsynced outside it (group commit in the
+//! log), and only then applied to the in-memory offsets and acknowledged. Each offset keeps
+//! the log offset of its record, so concurrent commits apply in log order whichever fsync
+//! returns first.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use parking_lot::Mutex;
+use rill_protocol::messages::ConsumerProtocolSubscription;
+use rill_protocol::{Decodable, ResponseError};
+use tokio::sync::oneshot;
+
+use super::offsets_log::{GroupValue, OffsetValue, OffsetsLog, OffsetsRecord, StoredMember, OFFSETS_TOPIC};
+use super::state::{Action, Group, GroupLimits, JoinRequest, JoinResult, Phase, Reply, SyncResult};
+use crate::broker::now_ms;
+use crate::config::{parse_num, BrokerConfig};
+use crate::topics::Topics;
+
+/// Answers a waiting JoinGroup/SyncGroup.
+pub type Responder = oneshot::Sender<Reply>;
+
+/// Committed offsets by topic: (topic, [(partition, offset if any)]).
+pub type TopicOffsets = Vec<(String, Vec<(i32, Option<OffsetValue>)>)>;
+
+/// A result per partition, by topic.
+pub type TopicResults = Vec<(String, Vec<(i32, Result<(), ResponseError>)>)>;
+
+/// A committed offset and the log offset of the record that holds it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub value: OffsetValue,
+    log_offset: i64,
+}
+
+struct GroupEntry {
+    group: Group<Responder>,
+    offsets: BTreeMap<(String, i32), Committed>,
+    /// Deleted (tombstoned) and detached from the map; holders of the Arc must look again.
+    removed: bool,
+}
+
+/// A member as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<MemberDescription>,
+}
+
+/// Group settings from the broker config.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorConfig {
+    pub limits: GroupLimits,
+    /// `offsets.topic.num.partitions`
+    pub partitions: i32,
+    /// `offsets.retention.minutes`, in ms.
+    pub retention_ms: i64,
+    /// `offsets.retention.check.interval.ms`
+    pub retention_check_interval_ms: u64,
+    /// `offset.metadata.max.bytes` (Kafka's default; not configurable here).
+    pub max_metadata_bytes: usize,
+}
+
+impl CoordinatorConfig {
+    pub fn from_broker(c: &BrokerConfig) -> anyhow::Result<Self> {
+        let get = |k: &str| c.value(k).unwrap_or_default();
+        let limits = GroupLimits {
+            min_session_timeout_ms: parse_num("group.min.session.timeout.ms", &get("group.min.session.timeout.ms"))?,
+            max_session_timeout_ms: parse_num("group.max.session.timeout.ms", &get("group.max.session.timeout.ms"))?,
+            initial_rebalance_delay_ms: parse_num(
+                "group.initial.rebalance.delay.ms",
+                &get("group.initial.rebalance.delay.ms"),
+            )?,
+        };
+        let partitions: i32 = parse_num("offsets.topic.num.partitions", &get("offsets.topic.num.partitions"))?;
+        anyhow::ensure!(partitions >= 1, "offsets.topic.num.partitions must be at least 1");
+        let minutes: i64 = parse_num("offsets.retention.minutes", &get("offsets.retention.minutes"))?;
+        Ok(CoordinatorConfig {
+            limits,
+            partitions,
+            retention_ms: minutes.saturating_mul(60_000),
+            retention_check_interval_ms: parse_num(
+                "offsets.retention.check.interval.ms",
+                &get("offsets.retention.check.interval.ms"),
+            )?,
+            max_metadata_bytes: 4096,
+        })
+    }
+}
+
+pub struct GroupCoordinator {
+    config: CoordinatorConfig,
+    log: OffsetsLog,
+    groups: Mutex<HashMap<String, Arc<Mutex<GroupEntry>>>>,
+}
+
+impl GroupCoordinator {
+    /// Opens (creating on first start) `__consumer_offsets` and loads every group and offset
+    /// from it. Runs before the broker serves anything.
+    pub fn open(topics: &Topics, broker_config: &BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        let config = CoordinatorConfig::from_broker(broker_config)?;
+        let topic = match topics.get(OFFSETS_TOPIC) {
+            Some(t) => t,
+            None => {
+                let mut configs = BTreeMap::new();
+                // Never delete by time or size: latest-wins records must survive (compaction,
+                // once it lands, will bound the log; until then it only grows).
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+                configs.insert("segment.bytes".to_string(), "104857600".to_string());
+                topics
+                    .create(OFFSETS_TOPIC, config.partitions, configs)
+                    .map_err(|e| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {e}"))?
+            }
+        };
+        let coordinator = GroupCoordinator {
+            config,
+            log: OffsetsLog::new(topic.partitions.clone()),
+            groups: Mutex::new(HashMap::new()),
+        };
+        let started = std::time::Instant::now();
+        let now = now_ms();
+        let mut loaded: HashMap<String, GroupEntry> = HashMap::new();
+        let records = coordinator.log.replay(|log_offset, rec| {
+            let group = rec.group().to_string();
+            match rec {
+                OffsetsRecord::Offset { topic, partition, value, .. } => match value {
+                    Some(value) => {
+                        let e = loaded.entry(group.clone()).or_insert_with(|| coordinator.new_entry(&group, now));
+                        e.offsets.insert((topic, partition), Committed { value, log_offset });
+                    }
+                    None => {
+                        if let Some(e) = loaded.get_mut(&group) {
+                            e.offsets.remove(&(topic, partition));
+                        }
+                    }
+                },
+                OffsetsRecord::Group { value: Some(v), .. } => {
+                    let e = loaded.entry(group.clone()).or_insert_with(|| coordinator.new_entry(&group, now));
+                    // Members are not restored: live clients get UNKNOWN_MEMBER_ID and rejoin.
+                    e.group.generation = v.generation;
+                    e.group.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
+                    e.group.state_timestamp = if v.state_timestamp > 0 { v.state_timestamp } else { now };
+                }
+                OffsetsRecord::Group { value: None, .. } => {
+                    loaded.remove(&group);
+                }
+            }
+        })?;
+        tracing::info!(
+            groups = loaded.len(),
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
+        *coordinator.groups.lock() = loaded.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
+        Ok(Arc::new(coordinator))
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.config
+    }
+
+    fn new_entry(&self, id: &str, now: i64) -> GroupEntry {
+        GroupEntry { group: Group::new(id, self.config.limits, now), offsets: BTreeMap::new(), removed: false }
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Mutex<GroupEntry>>> {
+        self.groups.lock().get(id).cloned()
+    }
+
+    fn get_or_create(&self, id: &str) -> Arc<Mutex<GroupEntry>> {
+        let mut groups = self.groups.lock();
+        groups.entry(id.to_string()).or_insert_with(|| Arc::new(Mutex::new(self.new_entry(id, now_ms())))).clone()
+    }
+
+    /// Runs `f` on a live group (created if `create`), then the actions it produced.
+    fn with_group<R>(
+        self: &Arc<Self>,
+        id: &str,
+        create: bool,
+        mut f: impl FnMut(&mut Group<Responder>, i64) -> R,
+    ) -> Option<R> {
+        // A group removed between the look-up and the lock is looked up again.
+        for _ in 0..3 {
+            let entry = if create { self.get_or_create(id) } else { self.get(id)? };
+            let mut e = entry.lock();
+            if e.removed {
+                continue;
+            }
+            let r = f(&mut e.group, now_ms());
+            let actions = e.group.take_actions();
+            self.run_actions(&mut e, actions);
+            return Some(r);
+        }
+        None
+    }
+
+    fn run_actions(self: &Arc<Self>, e: &mut GroupEntry, actions: Vec<Action<Responder>>) {
+        for a in actions {
+            match a {
+                Action::Reply(t, r) => {
+                    let _ = t.send(r); // the requester may have gone away
+                }
+                Action::WakeAt(at) => {
+                    let Ok(rt) = tokio::runtime::Handle::try_current() else { continue };
+                    let me = Arc::clone(self);
+                    let id = e.group.id.clone();
+                    let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
+                    rt.spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        me.with_group(&id, false, |g, now| g.tick(now));
+                    });
+                }
+                Action::StoreGroup => {
+                    let rec = OffsetsRecord::Group { group: e.group.id.clone(), value: Some(group_value(&e.group)) };
+                    self.append_in_background(&e.group.id, &[rec]);
+                }
+            }
+        }
+    }
+
+    /// Appends records whose durability nobody waits for (group metadata, tombstones).
+    fn append_in_background(&self, group: &str, records: &[OffsetsRecord]) {
+        match self.log.append(group, records, now_ms()) {
+            Ok(a) => {
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn_blocking(move || {
+                        if let Err(e) = a.partition.log.sync(a.sync_upto) {
+                            tracing::error!(error = %e, "fsync of {OFFSETS_TOPIC} failed");
+                        }
+                    });
+                }
+            }
+            Err(e) => tracing::error!(group, error = %e, "cannot write to {OFFSETS_TOPIC}"),
+        }
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Group membership
+    // --------------------------------------------------------------------------------------
+
+    pub async fn join(self: &Arc<Self>, group_id: &str, req: JoinRequest) -> JoinResult {
+        let member_id = req.member_id.clone();
+        let (tx, rx) = oneshot::channel();
+        let mut slot = Some((req, tx));
+        let ran = self.with_group(group_id, true, |g, now| {
+            if let Some((req, tx)) = slot.take() {
+                g.join(req, tx, now)
+            }
+        });
+        if ran.is_none() {
+            return JoinResult::error(ResponseError::CoordinatorNotAvailable, &member_id);
+        }
+        match rx.await {
+            Ok(Reply::Join(r)) => r,
+            _ => JoinResult::error(ResponseError::UnknownMemberId, &member_id),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        self: &Arc<Self>,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let (tx, rx) = oneshot::channel();
+        let mut slot = Some((assignments, tx));
+        let ran = self.with_group(group_id, false, |g, now| {
+            if let Some((a, tx)) = slot.take() {
+                g.sync(generation, member_id, instance_id, protocol_type, protocol_name, a, tx, now)
+            }
+        });
+        if ran.is_none() {
+            return SyncResult::error(ResponseError::UnknownMemberId);
+        }
+        match rx.await {
+            Ok(Reply::Sync(r)) => r,
+            _ => SyncResult::error(ResponseError::UnknownMemberId),
+        }
+    }
+
+    pub fn heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        self.with_group(group_id, false, |g, now| g.heartbeat(generation, member_id, instance_id, now))
+            .unwrap_or(Err(ResponseError::UnknownMemberId))
+    }
+
+    /// LeaveGroup of each (member id, group.instance.id).
+    pub fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Result<(), ResponseError>> {
+        self.with_group(group_id, false, |g, now| {
+            members.iter().map(|(m, i)| g.leave(m, i.as_deref(), now)).collect::<Vec<_>>()
+        })
+        .unwrap_or_else(|| members.iter().map(|_| Err(ResponseError::UnknownMemberId)).collect())
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Offsets
+    // --------------------------------------------------------------------------------------
+
+    /// Commits offsets (already checked by the caller: known partitions, metadata size).
+    /// Returns once they are durable, with one result per offset.
+    pub async fn commit(
+        self: &Arc<Self>,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        offsets: Vec<(String, i32, OffsetValue)>,
+    ) -> Result<(), ResponseError> {
+        if offsets.is_empty() {
+            // Still validate membership, as Kafka does.
+            return match self.get(group_id) {
+                None if generation >= 0 => Err(ResponseError::IllegalGeneration),
+                None => Ok(()),
+                Some(_) => self
+                    .with_group(group_id, false, |g, now| g.validate_commit(generation, member_id, instance_id, now))
+                    .unwrap_or(Err(ResponseError::CoordinatorNotAvailable)),
+            };
+        }
+        // A group that does not exist is created for simple (generation < 0) commits only.
+        if self.get(group_id).is_none() && generation >= 0 {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        let entry = self.get_or_create(group_id);
+        let appended = {
+            let mut e = entry.lock();
+            if e.removed {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            }
+            let now = now_ms();
+            e.group.validate_commit(generation, member_id, instance_id, now)?;
+            let records: Vec<OffsetsRecord> = offsets
+                .iter()
+                .map(|(t, p, v)| OffsetsRecord::Offset {
+                    group: group_id.to_string(),
+                    topic: t.clone(),
+                    partition: *p,
+                    value: Some(v.clone()),
+                })
+                .collect();
+            self.log.append(group_id, &records, now).map_err(|e| {
+                tracing::error!(group = group_id, error = %e, "offset commit append failed");
+                ResponseError::KafkaStorageError
+            })?
+        };
+        let p = appended.partition.clone();
+        let upto = appended.sync_upto;
+        match tokio::task::spawn_blocking(move || p.log.sync(upto)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(group = group_id, error = %e, "offset commit fsync failed");
+                return Err(ResponseError::KafkaStorageError);
+            }
+            Err(_) => return Err(ResponseError::KafkaStorageError),
+        }
+        let mut e = entry.lock();
+        if !e.removed {
+            for (i, (t, p, v)) in offsets.into_iter().enumerate() {
+                let log_offset = appended.first_offset + i as i64;
+                let slot = e.offsets.entry((t, p)).or_insert(Committed { value: v.clone(), log_offset });
+                if slot.log_offset <= log_offset {
+                    *slot = Committed { value: v, log_offset };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Committed offsets of a group: of the given topics and partitions, or all of them.
+    pub fn fetch(&self, group_id: &str, wanted: Option<&[(String, Vec<i32>)]>) -> TopicOffsets {
+        let entry = self.get(group_id);
+        let e = entry.as_ref().map(|e| e.lock());
+        let offsets = e.as_ref().filter(|e| !e.removed).map(|e| &e.offsets);
+        match wanted {
+            Some(list) => list
+                .iter()
+                .map(|(t, parts)| {
+                    let got = parts
+                        .iter()
+                        .map(|p| (*p, offsets.and_then(|o| o.get(&(t.clone(), *p))).map(|c| c.value.clone())))
+                        .collect();
+                    (t.clone(), got)
+                })
+                .collect(),
+            None => {
+                let mut out: TopicOffsets = Vec::new();
+                for ((t, p), c) in offsets.into_iter().flatten() {
+                    match out.last_mut() {
+                        Some((last, v)) if last == t => v.push((*p, Some(c.value.clone()))),
+                        _ => out.push((t.clone(), vec![(*p, Some(c.value.clone()))])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    // --------------------------------------------------------------------------------------
+    // Administration
+    // --------------------------------------------------------------------------------------
+
+    /// `None` if the group does not exist.
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let entry = self.get(group_id)?;
+        let e = entry.lock();
+        if e.removed {
+            return None;
+        }
+        let g = &e.group;
+        let stable = g.phase == Phase::Stable;
+        let protocol = g.protocol.clone().unwrap_or_default();
+        let members = g
+            .members
+            .values()
+            .map(|m| MemberDescription {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                metadata: if stable { m.metadata(&protocol).cloned().unwrap_or_default() } else { Bytes::new() },
+                assignment: if stable { m.assignment.clone() } else { Bytes::new() },
+            })
+            .collect();
+        Some(GroupDescription {
+            state: g.phase.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable { protocol } else { String::new() },
+            members,
+        })
+    }
+
+    /// (group id, protocol type, state) of every group, sorted by id.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let entries: Vec<_> = self.groups.lock().values().cloned().collect();
+        let mut out: Vec<_> = entries
+            .iter()
+            .filter_map(|entry| {
+                let e = entry.lock();
+                (!e.removed).then(|| {
+                    (e.group.id.clone(), e.group.protocol_type.clone().unwrap_or_default(), e.group.phase.name())
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// DeleteGroups of one group: only an empty group can go; its offsets go with it.
+    pub fn delete_group(&self, group_id: &str) -> Result<(), ResponseError> {
+        let entry = self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        let mut e = entry.lock();
+        if e.removed {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if !e.group.has_no_members() || e.group.phase != Phase::Empty {
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        self.remove_group(&mut e);
+        Ok(())
+    }
+
+    /// Tombstones a group and all its offsets, and forgets it. Caller holds the entry lock.
+    fn remove_group(&self, e: &mut GroupEntry) {
+        let id = e.group.id.clone();
+        let mut records: Vec<OffsetsRecord> = e
+            .offsets
+            .keys()
+            .map(|(t, p)| OffsetsRecord::Offset { group: id.clone(), topic: t.clone(), partition: *p, value: None })
+            .collect();
+        records.push(OffsetsRecord::Group { group: id.clone(), value: None });
+        self.append_in_background(&id, &records);
+        e.offsets.clear();
+        e.group.mark_dead();
+        e.removed = true;
+        self.groups.lock().remove(&id);
+    }
+
+    /// OffsetDelete: forgets committed offsets, except of topics the group's consumers are
+    /// subscribed to (GROUP_SUBSCRIBED_TO_TOPIC).
+    pub fn delete_offsets(&self, group_id: &str, topics: &[(String, Vec<i32>)]) -> Result<TopicResults, ResponseError> {
+        let entry = self.get(group_id).ok_or(ResponseError::GroupIdNotFound)?;
+        let mut e = entry.lock();
+        if e.removed {
+            return Err(ResponseError::GroupIdNotFound);
+        }
+        if e.group.phase != Phase::Empty && e.group.protocol_type.as_deref() != Some("consumer") {
+            // Kafka: offsets of a non-consumer group with members cannot be deleted.
+            return Err(ResponseError::NonEmptyGroup);
+        }
+        let subscribed = subscribed_topics(&e.group);
+        let mut records = Vec::new();
+        let mut out = Vec::new();
+        for (t, parts) in topics {
+            let mut res = Vec::new();
+            for p in parts {
+                if subscribed.contains(t) {
+                    res.push((*p, Err(ResponseError::GroupSubscribedToTopic)));
+                    continue;
+                }
+                if e.offsets.remove(&(t.clone(), *p)).is_some() {
+                    records.push(OffsetsRecord::Offset {
+                        group: group_id.to_string(),
+                        topic: t.clone(),
+                        partition: *p,
+                        value: None,
+                    });
+                }
+                res.push((*p, Ok(())));
+            }
+            out.push((t.clone(), res));
+        }
+        if !records.is_empty() {
+            self.append_in_background(group_id, &records);
+        }
+        Ok(out)
+    }
+
+    /// Periodically expires offsets of empty groups (`offsets.retention.minutes`) and drops
+    /// empty groups that have nothing left. Runs until the broker goes away.
+    pub async fn run_expiry(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(self.config.retention_check_interval_ms.max(100)));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            self.expire_offsets(now_ms());
+        }
+    }
+
+    /// One round of offset expiry.
+    pub fn expire_offsets(&self, now: i64) {
+        let entries: Vec<_> = self.groups.lock().values().cloned().collect();
+        let retention = self.config.retention_ms;
+        for entry in entries {
+            let mut e = entry.lock();
+            if e.removed || e.group.phase != Phase::Empty || !e.group.has_no_members() {
+                continue;
+            }
+            let id = e.group.id.clone();
+            if e.offsets.is_empty() {
+                // Nothing to keep; the grace period spares a group whose first commit is in flight.
+                if now - e.group.state_timestamp >= 60_000 {
+                    self.remove_group(&mut e);
+                }
+                continue;
+            }
+            // Offsets of a group that used group management expire together, counted from
+            // when it became empty; those of simple consumers one by one from their commit.
+            let managed = e.group.protocol_type.is_some();
+            let group_expired = e.group.state_timestamp.saturating_add(retention) <= now;
+            let expired: Vec<(String, i32)> =
+                e.offsets
+                    .iter()
+                    .filter(|(_, c)| {
+                        if managed {
+                            group_expired
+                        } else {
+                            c.value.commit_timestamp.saturating_add(retention) <= now
+                        }
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+            if !expired.is_empty() && expired.len() < e.offsets.len() {
+                let records: Vec<_> = expired
+                    .iter()
+                    .map(|(t, p)| OffsetsRecord::Offset {
+                        group: id.clone(),
+                        topic: t.clone(),
+                        partition: *p,
+                        value: None,
+                    })
+                    .collect();
+                for k in &expired {
+                    e.offsets.remove(k);
+                }
+                self.append_in_background(&id, &records);
+                tracing::info!(group = %id, offsets = expired.len(), "expired committed offsets");
+            } else if expired.len() == e.offsets.len() {
+                if !expired.is_empty() {
+                    tracing::info!(group = %id, offsets = expired.len(), "expired group and its offsets");
+                }
+                self.remove_group(&mut e);
+            }
+        }
+    }
+}
+
+/// What the group looks like in `__consumer_offsets`.
+fn group_value(g: &Group<Responder>) -> GroupValue {
+    let protocol = g.protocol.clone().unwrap_or_default();
+    GroupValue {
+        protocol_type: g.protocol_type.clone().unwrap_or_default(),
+        generation: g.generation,
+        protocol: g.protocol.clone(),
+        leader: g.leader.clone(),
+        state_timestamp: g.state_timestamp,
+        members: g
+            .members
+            .values()
+            .map(|m| StoredMember {
+                member_id: m.id.clone(),
+                instance_id: m.instance_id.clone(),
+                client_id: m.client_id.clone(),
+                client_host: m.client_host.clone(),
+                rebalance_timeout_ms: m.rebalance_timeout_ms,
+                session_timeout_ms: m.session_timeout_ms,
+                subscription: m.metadata(&protocol).cloned().unwrap_or_default(),
+                assignment: m.assignment.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Topics the members of a "consumer" group subscribe to (from ConsumerProtocolSubscription).
+fn subscribed_topics(g: &Group<Responder>) -> HashSet<String> {
+    let mut out = HashSet::new();
+    if g.protocol_type.as_deref() != Some("consumer") || g.phase == Phase::Empty {
+        return out;
+    }
+    let Some(protocol) = &g.protocol else { return out };
+    for m in g.members.values() {
+        let Some(mut md) = m.metadata(protocol).cloned() else { continue };
+        if md.remaining() < 2 {
+            continue;
+        }
+        // Newer versions are supersets: read them as the newest we know, as Kafka does.
+        let version = md.get_i16().clamp(0, 3);
+        if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut md, version) {
+            out.extend(sub.topics.iter().map(|t| t.to_string()));
+        }
+    }
+    out
+}
