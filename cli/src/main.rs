@@ -5,11 +5,24 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+mod admin;
+mod client;
+mod output;
+
 #[derive(Parser)]
-#[command(name = "rill", version, about = "Rill: a Kafka-compatible log broker")]
+#[command(
+    name = "rill",
+    version,
+    about = "Rill: a Kafka-compatible log broker, and admin tools that speak only the Kafka protocol",
+    after_help = "Admin commands work against any Kafka-protocol broker (Rill or Apache Kafka).\n\
+Examples:\n  rill topic create orders --partitions 6 --config retention.ms=86400000\n  \
+rill topic describe orders --output json\n  printf 'k1:v1\\nk2:v2\\n' | rill produce orders --key-separator :\n  \
+rill consume orders --offset earliest --exit-at-end --format '%p/%o %k=%v\\n'\n  \
+rill group describe my-group\n\nExit status: 0 success, 1 Kafka or connection error, 2 usage error."
+)]
 struct Cli {
     /// Log format for the broker's own logs.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RILL_LOG_FORMAT")]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RILL_LOG_FORMAT", hide = true)]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -38,6 +51,67 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
+    /// Create, list, describe, alter and delete topics.
+    Topic {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::TopicCmd,
+    },
+    /// Read and change topic and broker configs.
+    Config {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::ConfigCmd,
+    },
+    /// Show the cluster: id, controller, brokers.
+    Cluster {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::ClusterCmd,
+    },
+    /// List and describe consumer groups (with lag per partition).
+    Group {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: admin::GroupCmd,
+    },
+    /// Produce lines from stdin, one record per line.
+    ///
+    /// Examples:
+    ///   echo hello | rill produce orders
+    ///   printf 'k1:v1\nk2:v2\n' | rill produce orders --key-separator : --acks all --compression zstd
+    #[command(verbatim_doc_comment)]
+    Produce {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(flatten)]
+        args: admin::ProduceArgs,
+    },
+    /// Consume records and print them (assign-style: no consumer group).
+    ///
+    /// Format (kcat-like): %t topic, %p partition, %o offset, %k key, %v value, %T timestamp,
+    /// %h headers, %% a percent sign; \n, \t and \\ are escapes.
+    ///
+    /// Examples:
+    ///   rill consume orders --offset earliest --exit-at-end
+    ///   rill consume orders --partition 0 --offset 42 --num 10 --format '%o %k:%v\n'
+    ///   rill consume orders --offset @1700000000000 --output json
+    #[command(verbatim_doc_comment)]
+    Consume {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(flatten)]
+        args: admin::ConsumeArgs,
+    },
+    /// Print a shell completion script: rill completion bash > /etc/bash_completion.d/rill
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -51,16 +125,55 @@ fn init_logging(format: LogFormat) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match cli.command {
-        Command::Broker { config, sets } => match run_broker(config, sets) {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("rill broker: {e:#}");
-                std::process::ExitCode::from(1)
+    let command = match cli.command {
+        Command::Broker { config, sets } => {
+            init_logging(cli.log_format);
+            return match run_broker(config, sets) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("rill broker: {e:#}");
+                    std::process::ExitCode::from(1)
+                }
+            };
+        }
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "rill", &mut std::io::stdout());
+            return std::process::ExitCode::SUCCESS;
+        }
+        other => other,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rill: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            Command::Topic { conn, cmd } => admin::topic(&conn, cmd).await,
+            Command::Config { conn, cmd } => admin::config(&conn, cmd).await,
+            Command::Cluster { conn, cmd } => admin::cluster(&conn, cmd).await,
+            Command::Group { conn, cmd } => admin::group(&conn, cmd).await,
+            Command::Produce { conn, args } => admin::produce(&conn, args).await,
+            Command::Consume { conn, args } => admin::consume(&conn, args).await,
+            Command::Broker { .. } | Command::Completion { .. } => unreachable!("handled above"),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::BrokenPipe {
+                    return std::process::ExitCode::SUCCESS;
+                }
             }
-        },
+            eprintln!("rill: {e:#}");
+            let usage = e.downcast_ref::<admin::UsageError>().is_some();
+            std::process::ExitCode::from(if usage { 2 } else { 1 })
+        }
     }
 }
 

@@ -549,8 +549,8 @@ impl ActiveSegment {
             seg.log.set_len(*pos)?;
         }
         // Old entries are not trusted: wipe the whole preallocated map, then refill it.
-        seg.offset_index.clear();
-        seg.time_index.clear();
+        seg.offset_index.clear(&segment_path(dir, base, INDEX_EXT))?;
+        seg.time_index.clear(&segment_path(dir, base, TIME_INDEX_EXT))?;
         for e in r.offsets.chunks(OFFSET_ENTRY_LEN) {
             if seg.offset_index.free() > 0 {
                 seg.offset_index.push(e);
@@ -569,10 +569,10 @@ impl ActiveSegment {
     /// Trusts validated indexes and walks only the log tail after the last entries. Returns
     /// false when anything does not line up (the caller then recovers the segment).
     fn load_trusted(&mut self, size: u64, now_ms: i64) -> Result<bool, StorageError> {
-        let Some(n_off) = validate_offsets(self.offset_index.all_bytes(), size, None) else {
+        let Some(n_off) = validate_offsets(self.offset_index.existing_bytes(), size, None) else {
             return Ok(false);
         };
-        let Some(n_time) = validate_times(self.time_index.all_bytes(), None) else {
+        let Some(n_time) = validate_times(self.time_index.existing_bytes(), None) else {
             return Ok(false);
         };
         self.offset_index.adopt(n_off);

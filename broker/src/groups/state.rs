@@ -509,12 +509,6 @@ impl<T> Group<T> {
         if let Some(t) = m.awaiting_sync.take() {
             self.reply_sync(t, SyncResult::error(ResponseError::FencedInstanceId));
         }
-        let unchanged = match &self.protocol {
-            Some(p) => {
-                m.metadata(p).is_some() && m.metadata(p) == req.protocols.iter().find(|(n, _)| n == p).map(|x| &x.1)
-            }
-            None => false,
-        };
         m.id = new_id.clone();
         update_member(&mut m, &req, now);
         if self.leader.as_deref() == Some(old_id) {
@@ -522,6 +516,10 @@ impl<T> Group<T> {
         }
         self.static_members.insert(req.instance_id.clone().expect("static"), new_id.clone());
         self.members.insert(new_id.clone(), m);
+        // Like Kafka: a restarted static member only forces a rebalance if its protocols would
+        // change the group's protocol. Its metadata bytes usually differ (the Java client puts
+        // its owned partitions and generation in them), and that alone must not rebalance.
+        let unchanged = self.protocol.is_some() && self.select_protocol() == self.protocol;
         match self.phase {
             Phase::Stable if unchanged => {
                 let is_leader = self.leader.as_deref() == Some(new_id.as_str());

@@ -311,7 +311,7 @@ fn static_member_restart_gets_old_assignment_without_rebalance() {
 }
 
 #[test]
-fn static_member_with_changed_metadata_rebalances() {
+fn static_member_with_changed_metadata_keeps_generation() {
     let mut g = G::new("g", limits(0), T0);
     g.join(static_req("", "i1", b"m"), 1, T0);
     let old = join_reply(g.take_actions(), 1).member_id;
@@ -319,7 +319,9 @@ fn static_member_with_changed_metadata_rebalances() {
     g.take_actions();
     g.join(static_req("", "i1", b"other"), 3, T0 + 100);
     let r = join_reply(g.take_actions(), 3);
-    assert_eq!(r.generation, 2);
+    // Same protocol selected: the member gets its old assignment without a rebalance.
+    assert_eq!(r.generation, 1);
+    assert_eq!(g.phase, Phase::Stable);
 }
 
 #[test]

@@ -1,0 +1,263 @@
+//! A small async Kafka client for the admin subcommands: one connection per broker, API
+//! version negotiation, requests matched to responses by correlation id.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::protocol::Request;
+use rill_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use rill_protocol::{Decodable, Encodable, ResponseError, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CLIENT_ID: &str = "rill-cli";
+/// Refuse response frames larger than this (a garbage size prefix must not allocate gigabytes).
+const MAX_RESPONSE: usize = 256 * 1024 * 1024;
+
+/// A Kafka error code returned by the broker, with the context it was returned in.
+#[derive(Debug)]
+pub struct KafkaError {
+    pub code: i16,
+    pub message: Option<String>,
+    pub context: String,
+}
+
+impl KafkaError {
+    /// The Java-style name of the error code, e.g. `TOPIC_ALREADY_EXISTS`.
+    pub fn name(&self) -> String {
+        error_name(self.code)
+    }
+}
+
+impl fmt::Display for KafkaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.context, self.name())?;
+        match &self.message {
+            Some(m) if !m.is_empty() => write!(f, ": {m}"),
+            _ => {
+                if let Some(e) = ResponseError::try_from_code(self.code) {
+                    if let Some(desc) = error_description(e) {
+                        return write!(f, " ({desc})");
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for KafkaError {}
+
+fn error_description(e: ResponseError) -> Option<&'static str> {
+    Some(match e {
+        ResponseError::UnknownTopicOrPartition => "the topic or partition does not exist",
+        ResponseError::TopicAlreadyExists => "the topic already exists",
+        ResponseError::InvalidPartitions => "invalid partition count",
+        ResponseError::InvalidReplicationFactor => "invalid replication factor",
+        ResponseError::InvalidConfig => "invalid configuration",
+        ResponseError::GroupIdNotFound => "the group does not exist",
+        ResponseError::OffsetOutOfRange => "the offset is out of range",
+        _ => return None,
+    })
+}
+
+/// `TopicAlreadyExists` -> `TOPIC_ALREADY_EXISTS`.
+pub fn error_name(code: i16) -> String {
+    match ResponseError::try_from_code(code) {
+        None => "NONE".into(),
+        Some(ResponseError::Unknown(c)) => format!("UNKNOWN_ERROR_CODE_{c}"),
+        Some(e) => {
+            let camel = format!("{e:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (i, ch) in camel.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+/// Fails with a [`KafkaError`] unless `code` is 0.
+pub fn check(code: i16, message: Option<&StrBytes>, context: impl Into<String>) -> Result<(), KafkaError> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(KafkaError { code, message: message.map(|m| m.to_string()), context: context.into() })
+}
+
+/// Highest versions this client is willing to use, below what the codec can encode: newer
+/// Produce/Fetch/OffsetFetch address topics by id or batch groups, which this client doesn't do.
+fn client_cap(key: ApiKey) -> i16 {
+    match key {
+        ApiKey::Produce => 12,
+        ApiKey::Fetch => 12,
+        ApiKey::OffsetFetch => 7,
+        ApiKey::OffsetCommit => 9,
+        ApiKey::InitProducerId => 5,
+        ApiKey::Metadata => 12,
+        _ => i16::MAX,
+    }
+}
+
+/// One connection to one broker.
+pub struct Client {
+    pub addr: String,
+    stream: TcpStream,
+    correlation: i32,
+    versions: HashMap<i16, (i16, i16)>,
+}
+
+impl Client {
+    pub async fn connect(addr: &str) -> anyhow::Result<Client> {
+        let stream = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .map_err(|_| anyhow!("connecting to {addr}: timed out"))?
+            .with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true).ok();
+        let mut c = Client { addr: addr.to_string(), stream, correlation: 0, versions: HashMap::new() };
+        c.negotiate().await?;
+        Ok(c)
+    }
+
+    async fn negotiate(&mut self) -> anyhow::Result<()> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("rill-cli"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let resp: ApiVersionsResponse = self.send_at(ApiKey::ApiVersions, &req, 3).await?;
+        check(resp.error_code, None, format!("ApiVersions from {}", self.addr))?;
+        for k in resp.api_keys {
+            let Ok(key) = ApiKey::try_from(k.api_key) else { continue };
+            let Some((min, max)) = rill_protocol::supported_versions(key) else { continue };
+            let lo = min.max(k.min_version);
+            let hi = max.min(k.max_version).min(client_cap(key));
+            if lo <= hi {
+                self.versions.insert(k.api_key, (lo, hi));
+            }
+        }
+        Ok(())
+    }
+
+    /// The version of `key` both sides support, highest first.
+    pub fn version(&self, key: ApiKey) -> anyhow::Result<i16> {
+        match self.versions.get(&(key as i16)) {
+            Some(&(_, max)) => Ok(max),
+            None => bail!("broker {} supports no version of {key:?} that rill-cli can speak", self.addr),
+        }
+    }
+
+    pub fn supports(&self, key: ApiKey) -> bool {
+        self.versions.contains_key(&(key as i16))
+    }
+
+    /// Sends `req` at the negotiated version and waits for its response.
+    pub async fn send<R: Request>(&mut self, req: &R) -> anyhow::Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+        let version = self.version(key)?;
+        self.send_at(key, req, version).await
+    }
+
+    /// Sends `req` without waiting for a response (Produce with acks=0 gets none).
+    pub async fn send_oneway<R: Request>(&mut self, req: &R) -> anyhow::Result<()> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+        let version = self.version(key)?;
+        let buf = self.frame(key, req, version)?;
+        self.stream.write_all(&buf).await.with_context(|| format!("{key:?} request to {}", self.addr))?;
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    fn frame<Req: Encodable>(&mut self, key: ApiKey, req: &Req, version: i16) -> anyhow::Result<BytesMut> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let header = RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&[0, 0, 0, 0]);
+        header.encode(&mut buf, key.request_header_version(version))?;
+        req.encode(&mut buf, version).with_context(|| format!("encoding {key:?} v{version}"))?;
+        let size = (buf.len() - 4) as i32;
+        buf[..4].copy_from_slice(&size.to_be_bytes());
+        Ok(buf)
+    }
+
+    async fn send_at<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Req,
+        version: i16,
+    ) -> anyhow::Result<Resp> {
+        let buf = self.frame(key, req, version)?;
+        let correlation_id = self.correlation;
+        let io = |e: std::io::Error| anyhow!("{key:?} request to {}: {e}", self.addr);
+        self.stream.write_all(&buf).await.map_err(io)?;
+        loop {
+            let mut len = [0u8; 4];
+            self.stream.read_exact(&mut len).await.map_err(|e| {
+                if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                    anyhow!("broker {} closed the connection during {key:?} v{version}", self.addr)
+                } else {
+                    anyhow!("reading {key:?} response from {}: {e}", self.addr)
+                }
+            })?;
+            let len = i32::from_be_bytes(len);
+            if len < 0 || len as usize > MAX_RESPONSE {
+                bail!("bad response frame size {len} from {}", self.addr);
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.stream.read_exact(&mut payload).await.map_err(|e| anyhow!("reading from {}: {e}", self.addr))?;
+            let mut payload = Bytes::from(payload);
+            let header = ResponseHeader::decode(&mut payload, key.response_header_version(version))?;
+            if header.correlation_id != correlation_id {
+                // A stale response (e.g. of an earlier timed-out request): skip it.
+                continue;
+            }
+            return Resp::decode(&mut payload, version)
+                .with_context(|| format!("decoding {key:?} v{version} response"));
+        }
+    }
+}
+
+/// Connections by broker address, opened lazily; the first is the bootstrap broker.
+pub struct Pool {
+    pub bootstrap: String,
+    conns: HashMap<String, Client>,
+    /// node id -> "host:port", from the last Metadata response.
+    pub nodes: HashMap<i32, String>,
+}
+
+impl Pool {
+    pub async fn connect(bootstrap: &str) -> anyhow::Result<Pool> {
+        let c = Client::connect(bootstrap).await?;
+        let mut conns = HashMap::new();
+        conns.insert(bootstrap.to_string(), c);
+        Ok(Pool { bootstrap: bootstrap.to_string(), conns, nodes: HashMap::new() })
+    }
+
+    pub fn main(&mut self) -> &mut Client {
+        self.conns.get_mut(&self.bootstrap).expect("bootstrap connection")
+    }
+
+    /// The connection to broker `node` (as named by Metadata), falling back to the bootstrap
+    /// broker for unknown nodes.
+    pub async fn node(&mut self, node: i32) -> anyhow::Result<&mut Client> {
+        let Some(addr) = self.nodes.get(&node).cloned() else { return Ok(self.main()) };
+        if !self.conns.contains_key(&addr) {
+            match Client::connect(&addr).await {
+                Ok(c) => {
+                    self.conns.insert(addr.clone(), c);
+                }
+                // Advertised address unreachable from here (e.g. inside a container): use bootstrap.
+                Err(_) if addr != self.bootstrap => return Ok(self.main()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self.conns.get_mut(&addr).expect("connected"))
+    }
+}
