@@ -10,10 +10,10 @@
 
 use std::sync::Arc;
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use rill_protocol::frame::{self, FrameError};
 use rill_protocol::messages::{ApiKey, ResponseKind};
-use rill_protocol::{decode_request, encode_response, peek_header, DecodeError};
+use rill_protocol::{decode_request, encode_response_chunks, peek_header, DecodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,7 +23,7 @@ use crate::broker::{Broker, ConnContext, Reply};
 use crate::handlers::api_versions;
 
 /// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
-type Slot = oneshot::Receiver<Option<BytesMut>>;
+type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
 
 /// Binds every configured listener and serves until the process ends.
 pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
@@ -87,8 +87,8 @@ async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, ctx: ConnConte
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
     while let Some(slot) = rx.recv().await {
         match slot.await {
-            Ok(Some(bytes)) => {
-                if wr.write_all(&bytes).await.is_err() {
+            Ok(Some(chunks)) => {
+                if write_chunks(&mut wr, &chunks).await.is_err() {
                     return;
                 }
             }
@@ -100,10 +100,31 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
     let _ = wr.shutdown().await;
 }
 
-fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<BytesMut> {
-    let mut out = BytesMut::new();
-    match encode_response(&mut out, api_key, version, correlation_id, body) {
-        Ok(()) => Some(out),
+/// Writes a response's chunks with as few syscalls as the kernel allows.
+async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+    let (mut i, mut offset) = (0, 0);
+    while i < chunks.len() {
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[i][offset..])
+            .chain(chunks[i + 1..].iter().map(|c| &c[..]))
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while i < chunks.len() && n >= chunks[i].len() - offset {
+            n -= chunks[i].len() - offset;
+            i += 1;
+            offset = 0;
+        }
+        offset += n;
+    }
+    Ok(())
+}
+
+fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKind) -> Option<Vec<Bytes>> {
+    match encode_response_chunks(api_key, version, correlation_id, body) {
+        Ok(chunks) => Some(chunks),
         Err(e) => {
             tracing::error!(api = ?api_key, version, error = %e, "response encoding failed");
             None

@@ -14,9 +14,11 @@ pub mod records;
 pub use kafka_protocol::messages;
 pub use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 pub use kafka_protocol::ResponseError;
+pub mod chunked;
 pub mod frame;
 pub mod request;
 
+pub use chunked::encode_response_chunks;
 pub use request::{
     decode_request, encode_response, peek_header, request_body_size, response_body_size, supported_versions,
     DecodeError, HeaderPrefix, Request,
