@@ -102,6 +102,11 @@ impl Broker {
             RequestKind::ListGroups(r) => handlers::groups::list_groups(self, r, version).into(),
             RequestKind::DeleteGroups(r) => handlers::groups::delete_groups(self, r).into(),
             RequestKind::OffsetDelete(r) => handlers::groups::offset_delete(self, r).into(),
+            RequestKind::ConsumerGroupHeartbeat(r) => {
+                handlers::groups::consumer_group_heartbeat(self, r, version, req.header.client_id.as_deref(), ctx)
+                    .into()
+            }
+            RequestKind::ConsumerGroupDescribe(r) => handlers::groups::consumer_group_describe(self, r).into(),
             _ => {
                 // decode_request only lets through what api_versions advertises, so this is a
                 // table/dispatch mismatch: answer nothing rather than something wrong.

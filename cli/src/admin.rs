@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Write};
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use rill_protocol::batch::Compression;
 use rill_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -36,15 +36,26 @@ impl std::fmt::Display for UsageError {
 }
 impl std::error::Error for UsageError {}
 
-fn usage(msg: impl Into<String>) -> anyhow::Error {
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(msg.into()))
 }
 
 #[derive(Args, Clone)]
 pub struct Conn {
-    /// Broker to connect to (host:port).
-    #[arg(long, short = 'b', env = "RILL_BOOTSTRAP_SERVER", default_value = "127.0.0.1:9092", global = true)]
-    pub bootstrap_server: String,
+    /// Broker(s) to connect to, host:port[,host:port...]. Default: bootstrap.servers of
+    /// --command-config, else $RILL_BOOTSTRAP_SERVER, else the profile's bootstrap_server, else
+    /// 127.0.0.1:9092.
+    #[arg(long, short = 'b', global = true, value_name = "HOST:PORT")]
+    pub bootstrap_server: Option<String>,
+    /// Kafka client properties file, as for Kafka's tools: bootstrap.servers, client.id,
+    /// request.timeout.ms (security.protocol must be PLAINTEXT).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub command_config: Option<std::path::PathBuf>,
+    /// Connection profile: [profile.NAME] in $RILL_CONFIG or ~/.config/rill/config.toml
+    /// (keys bootstrap_server, client_id, request_timeout_ms; [profile.default] is used when
+    /// none is named). Default: $RILL_PROFILE.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
@@ -167,14 +178,83 @@ pub enum ConfigCmd {
 pub enum ClusterCmd {
     /// Cluster id, controller and brokers.
     Info,
+    /// Check that every broker answers ApiVersions and every partition has a leader.
+    ///
+    /// Exit status 0 when healthy, 1 when not (under-replicated partitions are reported but
+    /// don't fail the check).
+    Health,
 }
 
 #[derive(Subcommand)]
 pub enum GroupCmd {
     /// List consumer groups.
     List,
-    /// Describe a group: state, members, committed offsets and lag.
+    /// Describe a group: state, members, committed offsets, lag and each partition's owner.
     Describe { group: String },
+    /// Reset a group's committed offsets (the group must have no active members).
+    ///
+    /// Prints the plan without changing anything unless --execute is given.
+    ///
+    /// Examples:
+    ///   rill group reset-offsets billing --topic orders --to-earliest
+    ///   rill group reset-offsets billing --topic orders:0,1 --shift-by -100 --execute
+    ///   rill group reset-offsets billing --all-topics --to-datetime 2026-01-31T12:00:00Z --execute
+    #[command(verbatim_doc_comment)]
+    ResetOffsets(ResetArgs),
+    /// Delete a group and its committed offsets (the group must have no active members).
+    Delete { group: String },
+    /// Delete a group's committed offsets of some topics (not consumed by active members).
+    ///
+    /// Example: rill group delete-offsets billing --topic orders
+    DeleteOffsets {
+        group: String,
+        /// Topic, optionally with partitions: orders or orders:0,2 (repeatable).
+        #[arg(long, required = true, value_name = "TOPIC[:P,...]")]
+        topic: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+pub struct ResetArgs {
+    pub group: String,
+    /// Topic, optionally with partitions: orders or orders:0,2 (repeatable).
+    #[arg(long, value_name = "TOPIC[:P,...]", required_unless_present = "all_topics")]
+    pub topic: Vec<String>,
+    /// Every topic the group has committed offsets for.
+    #[arg(long, conflicts_with = "topic")]
+    pub all_topics: bool,
+    #[command(flatten)]
+    pub spec: ResetSpec,
+    /// Commit the new offsets. Without it only the plan is printed.
+    #[arg(long)]
+    pub execute: bool,
+    /// Only print the plan (the default; accepted for kafka-consumer-groups scripts).
+    #[arg(long, conflicts_with = "execute")]
+    pub dry_run: bool,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct ResetSpec {
+    /// To each partition's log start offset.
+    #[arg(long)]
+    pub to_earliest: bool,
+    /// To each partition's log end offset.
+    #[arg(long)]
+    pub to_latest: bool,
+    /// To the committed offset (partitions without one: the log end offset).
+    #[arg(long)]
+    pub to_current: bool,
+    /// To this offset (clamped to the log's range).
+    #[arg(long, value_name = "N")]
+    pub to_offset: Option<i64>,
+    /// To the first offset at or after this time: YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM]
+    /// (local time without a zone), or @EPOCH_MS.
+    #[arg(long, value_name = "ISO8601")]
+    pub to_datetime: Option<String>,
+    /// Move the committed offset by N (negative: back), clamped to the log's range.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub shift_by: Option<i64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -236,15 +316,15 @@ pub struct ConsumeArgs {
     format: Option<String>,
 }
 
-fn s(v: &str) -> StrBytes {
+pub(crate) fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
-fn tn(v: &str) -> TopicName {
+pub(crate) fn tn(v: &str) -> TopicName {
     TopicName(s(v))
 }
 
-fn kv(pair: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn kv(pair: &str) -> anyhow::Result<(String, String)> {
     match pair.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(usage(format!("expected KEY=VALUE, got {pair:?}"))),
@@ -252,14 +332,15 @@ fn kv(pair: &str) -> anyhow::Result<(String, String)> {
 }
 
 async fn connect(conn: &Conn) -> anyhow::Result<Pool> {
-    Pool::connect(&conn.bootstrap_server).await
+    let settings = crate::settings::resolve(conn)?;
+    Pool::connect(&settings.bootstrap, &settings.opts).await
 }
 
 // ------------------------------------------------------------------------------------------
 // Metadata
 // ------------------------------------------------------------------------------------------
 
-async fn metadata(pool: &mut Pool, topics: Option<&[&str]>) -> anyhow::Result<MetadataResponse> {
+pub(crate) async fn metadata(pool: &mut Pool, topics: Option<&[&str]>) -> anyhow::Result<MetadataResponse> {
     let req = MetadataRequest::default().with_allow_auto_topic_creation(false).with_topics(
         topics.map(|ts| ts.iter().map(|t| MetadataRequestTopic::default().with_name(Some(tn(t)))).collect()),
     );
@@ -271,7 +352,7 @@ async fn metadata(pool: &mut Pool, topics: Option<&[&str]>) -> anyhow::Result<Me
 }
 
 /// Metadata of one existing topic (fails with UNKNOWN_TOPIC_OR_PARTITION otherwise).
-async fn topic_metadata(pool: &mut Pool, name: &str) -> anyhow::Result<MetadataResponseTopic> {
+pub(crate) async fn topic_metadata(pool: &mut Pool, name: &str) -> anyhow::Result<MetadataResponseTopic> {
     let resp = metadata(pool, Some(&[name])).await?;
     let t = resp.topics.into_iter().next().ok_or_else(|| anyhow!("no metadata for topic {name}"))?;
     check(t.error_code, None, format!("topic {name}"))?;
@@ -305,7 +386,7 @@ async fn wait_for_topic(pool: &mut Pool, name: &str, partitions: Option<i32>) ->
 
 /// ListOffsets for `parts` of `topic` at `timestamp` (-2 earliest, -1 latest), sent to each
 /// partition's leader. Returns partition -> offset (-1 when none).
-async fn list_offsets(
+pub(crate) async fn list_offsets(
     pool: &mut Pool,
     topic: &str,
     parts: &[(i32, i32)],
@@ -671,12 +752,12 @@ pub async fn config(conn: &Conn, cmd: ConfigCmd) -> anyhow::Result<()> {
 
 /// id, host, port, rack
 type BrokerRow = (i32, String, i32, Option<String>);
-/// topic, partition, committed, log end, lag
-type LagRow = (String, i32, i64, Option<i64>, Option<i64>);
 
 pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
-    let ClusterCmd::Info = cmd;
     let mut pool = connect(conn).await?;
+    if let ClusterCmd::Health = cmd {
+        return cluster_health(&mut pool, conn.output == Output::Json).await;
+    }
     let (cluster_id, controller, mut brokers): (String, i32, Vec<BrokerRow>) = if pool
         .main()
         .supports(ApiKey::DescribeCluster)
@@ -707,6 +788,108 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
             t.row(vec![id.to_string(), h, p.to_string(), r.unwrap_or_else(|| "-".into())]);
         }
         t.print()?;
+    }
+    Ok(())
+}
+
+/// `cluster health`: every broker in metadata answers ApiVersions, every partition has a leader.
+async fn cluster_health(pool: &mut Pool, json: bool) -> anyhow::Result<()> {
+    let md = metadata(pool, None).await?;
+    let mut brokers: Vec<(i32, String, i32, Result<u128, String>)> = Vec::new();
+    let mut listed: Vec<_> = md.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
+    listed.sort();
+    for (id, host, port) in listed {
+        let addr = format!("{host}:{port}");
+        let started = std::time::Instant::now();
+        let r = match crate::client::Client::connect(&addr, &pool.opts).await {
+            Ok(_) => Ok(started.elapsed().as_millis()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        brokers.push((id, host, port, r));
+    }
+    // topic, partition, problem
+    let mut offline: Vec<(String, i32, String)> = Vec::new();
+    let mut under: Vec<(String, i32, Vec<i32>, Vec<i32>)> = Vec::new();
+    let mut total = 0usize;
+    let mut topic_errors: Vec<(String, String)> = Vec::new();
+    for t in &md.topics {
+        let name = t.name.as_ref().map(|n| n.to_string()).unwrap_or_default();
+        if t.error_code != 0 {
+            topic_errors.push((name.clone(), crate::client::error_name(t.error_code)));
+        }
+        for p in &t.partitions {
+            total += 1;
+            if p.leader_id.0 < 0 || p.error_code == ResponseError::LeaderNotAvailable.code() {
+                let why =
+                    if p.error_code != 0 { crate::client::error_name(p.error_code) } else { "no leader".to_string() };
+                offline.push((name.clone(), p.partition_index, why));
+            }
+            if p.isr_nodes.len() < p.replica_nodes.len() {
+                under.push((
+                    name.clone(),
+                    p.partition_index,
+                    p.replica_nodes.iter().map(|b| b.0).collect(),
+                    p.isr_nodes.iter().map(|b| b.0).collect(),
+                ));
+            }
+        }
+    }
+    offline.sort();
+    under.sort();
+    let down = brokers.iter().filter(|b| b.3.is_err()).count();
+    let healthy = down == 0 && offline.is_empty() && topic_errors.is_empty() && !brokers.is_empty();
+    if json {
+        let b: Vec<Value> = brokers
+            .iter()
+            .map(|(id, h, p, r)| {
+                json!({"id": id, "host": h, "port": p, "ok": r.is_ok(),
+                "latency_ms": r.as_ref().ok(), "error": r.as_ref().err()})
+            })
+            .collect();
+        let off: Vec<Value> = offline.iter().map(|(t, p, w)| json!({"topic": t, "partition": p, "error": w})).collect();
+        let ur: Vec<Value> =
+            under.iter().map(|(t, p, r, i)| json!({"topic": t, "partition": p, "replicas": r, "isr": i})).collect();
+        let te: Vec<Value> = topic_errors.iter().map(|(t, e)| json!({"topic": t, "error": e})).collect();
+        print_json(&json!({"healthy": healthy, "brokers": b, "topics": md.topics.len(), "partitions": total,
+            "offline_partitions": off, "under_replicated_partitions": ur, "topic_errors": te}))?;
+    } else {
+        let mut t = Table::new(&["CHECK", "STATUS", "DETAIL"]);
+        if brokers.is_empty() {
+            t.row(vec!["brokers".into(), "FAIL".into(), "metadata lists no brokers".into()]);
+        }
+        for (id, h, p, r) in &brokers {
+            let (status, detail) = match r {
+                Ok(ms) => ("ok", format!("answers ApiVersions ({ms} ms)")),
+                Err(e) => ("FAIL", e.clone()),
+            };
+            t.row(vec![format!("broker {id} ({h}:{p})"), status.into(), detail]);
+        }
+        let leaders = if offline.is_empty() {
+            ("ok", format!("{total} partitions in {} topics all have a leader", md.topics.len()))
+        } else {
+            let list: Vec<String> = offline.iter().take(10).map(|(t, p, w)| format!("{t}-{p} ({w})")).collect();
+            ("FAIL", format!("{} of {total} without a leader: {}", offline.len(), list.join(", ")))
+        };
+        t.row(vec!["partition leaders".into(), leaders.0.into(), leaders.1]);
+        for (topic, e) in &topic_errors {
+            t.row(vec![format!("topic {topic}"), "FAIL".into(), e.clone()]);
+        }
+        let ur = if under.is_empty() {
+            ("ok", "none".to_string())
+        } else {
+            let list: Vec<String> = under.iter().take(10).map(|(t, p, _, _)| format!("{t}-{p}")).collect();
+            ("WARN", format!("{}: {}", under.len(), list.join(", ")))
+        };
+        t.row(vec!["under-replicated".into(), ur.0.into(), ur.1]);
+        t.print()?;
+    }
+    if !healthy {
+        bail!(
+            "the cluster is not healthy: {down} of {} broker(s) unreachable, {} partition(s) without a leader{}",
+            brokers.len(),
+            offline.len(),
+            if topic_errors.is_empty() { String::new() } else { format!(", {} topic error(s)", topic_errors.len()) }
+        );
     }
     Ok(())
 }
@@ -745,105 +928,13 @@ pub async fn group(conn: &Conn, cmd: GroupCmd) -> anyhow::Result<()> {
                 t.print()?;
             }
         }
-        GroupCmd::Describe { group } => describe_group(&mut pool, &group, json).await?,
-    }
-    Ok(())
-}
-
-async fn describe_group(pool: &mut Pool, group: &str, json: bool) -> anyhow::Result<()> {
-    metadata(pool, Some(&[])).await?;
-    let fc_version = pool.main().version(ApiKey::FindCoordinator)?;
-    let mut req = FindCoordinatorRequest::default().with_key_type(0);
-    if fc_version >= 4 {
-        req.coordinator_keys = vec![s(group)];
-    } else {
-        req.key = s(group);
-    }
-    let r = pool.main().send(&req).await?;
-    let (node, host, port) = if fc_version >= 4 {
-        let c = r.coordinators.into_iter().next().ok_or_else(|| anyhow!("empty FindCoordinator response"))?;
-        check(c.error_code, c.error_message.as_ref(), format!("finding the coordinator of group {group}"))?;
-        (c.node_id.0, c.host.to_string(), c.port)
-    } else {
-        check(r.error_code, r.error_message.as_ref(), format!("finding the coordinator of group {group}"))?;
-        (r.node_id.0, r.host.to_string(), r.port)
-    };
-    pool.nodes.entry(node).or_insert_with(|| format!("{host}:{port}"));
-    let coord = pool.node(node).await?;
-    let dg = coord.send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(s(group))])).await?;
-    let g = dg.groups.into_iter().next().ok_or_else(|| anyhow!("empty DescribeGroups response"))?;
-    check(g.error_code, g.error_message.as_ref(), format!("describing group {group}"))?;
-    let of = coord.send(&OffsetFetchRequest::default().with_group_id(GroupId(s(group))).with_topics(None)).await?;
-    check(of.error_code, None, format!("fetching offsets of group {group}"))?;
-    let mut committed: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    for t in &of.topics {
-        for p in &t.partitions {
-            if p.error_code == 0 && p.committed_offset >= 0 {
-                committed.insert((t.name.to_string(), p.partition_index), p.committed_offset);
-            }
+        GroupCmd::Describe { group } => crate::groups::describe_group(&mut pool, &group, json).await?,
+        GroupCmd::ResetOffsets(args) => crate::groups::reset_offsets(&mut pool, args, json).await?,
+        GroupCmd::Delete { group } => crate::groups::delete_group(&mut pool, &group, json).await?,
+        GroupCmd::DeleteOffsets { group, topic } => {
+            crate::groups::delete_offsets(&mut pool, &group, &topic, json).await?
         }
     }
-    // Log end offsets per topic, from each partition's leader.
-    let mut ends: HashMap<(String, i32), i64> = HashMap::new();
-    let mut topics: Vec<String> = committed.keys().map(|k| k.0.clone()).collect();
-    topics.dedup();
-    for t in topics {
-        let Ok(md) = topic_metadata(pool, &t).await else { continue };
-        let parts: Vec<(i32, i32)> = md.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
-        if let Ok(offsets) = list_offsets(pool, &t, &parts, -1).await {
-            for (p, o) in offsets {
-                ends.insert((t.clone(), p), o);
-            }
-        }
-    }
-    let rows: Vec<LagRow> = committed
-        .iter()
-        .map(|((t, p), &c)| {
-            let end = ends.get(&(t.clone(), *p)).copied();
-            (t.clone(), *p, c, end, end.map(|e| (e - c).max(0)))
-        })
-        .collect();
-    if json {
-        let members: Vec<Value> = g
-            .members
-            .iter()
-            .map(|m| {
-                json!({"member_id": m.member_id.to_string(), "client_id": m.client_id.to_string(),
-                "client_host": m.client_host.to_string(),
-                "group_instance_id": m.group_instance_id.as_ref().map(|i| i.to_string())})
-            })
-            .collect();
-        let offsets: Vec<Value> = rows
-            .iter()
-            .map(|(t, p, c, e, l)| json!({"topic": t, "partition": p, "committed_offset": c, "log_end_offset": e, "lag": l}))
-            .collect();
-        print_json(
-            &json!({"group": group, "state": g.group_state.to_string(), "protocol_type": g.protocol_type.to_string(),
-            "protocol": g.protocol_data.to_string(), "coordinator": node, "members": members, "offsets": offsets}),
-        )?;
-        return Ok(());
-    }
-    println!(
-        "Group: {group}  State: {}  Protocol: {} {}  Coordinator: {node}  Members: {}",
-        g.group_state,
-        g.protocol_type,
-        g.protocol_data,
-        g.members.len()
-    );
-    if !g.members.is_empty() {
-        let mut t = Table::new(&["MEMBER-ID", "CLIENT-ID", "HOST"]);
-        for m in &g.members {
-            t.row(vec![m.member_id.to_string(), m.client_id.to_string(), m.client_host.to_string()]);
-        }
-        t.print()?;
-        println!();
-    }
-    let mut t = Table::new(&["TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]);
-    let fmt = |v: Option<i64>| v.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-    for (topic, p, c, e, l) in rows {
-        t.row(vec![topic, p.to_string(), c.to_string(), fmt(e), fmt(l)]);
-    }
-    t.print()?;
     Ok(())
 }
 
@@ -912,6 +1003,8 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
     let mut lines = stdin.lock().lines();
     let mut round_robin = 0i32;
     let mut total = 0u64;
+    let mut bytes = 0u64;
+    let mut progress = crate::progress::Progress::new("produced", true);
     let mut last: BTreeMap<i32, i64> = BTreeMap::new();
     loop {
         let mut chunk: Vec<(Option<Vec<u8>>, Vec<u8>)> = Vec::new();
@@ -982,7 +1075,10 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
             }
         }
         total += chunk.len() as u64;
+        bytes += chunk.iter().map(|(k, v)| (k.as_ref().map_or(0, Vec::len) + v.len()) as u64).sum::<u64>();
+        progress.update(total, bytes);
     }
+    progress.finish();
     if conn.output == Output::Json {
         print_json(&json!({"topic": args.topic, "records": total, "last_offsets": last}))?;
     } else {
@@ -1092,6 +1188,10 @@ pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
     let mut done: BTreeMap<i32, bool> = parts.iter().map(|&(p, _)| (p, false)).collect();
     let leaders: BTreeMap<i32, i32> = parts.iter().copied().collect();
     let mut printed = 0u64;
+    let mut bytes = 0u64;
+    // Progress only when the records don't go to the same terminal.
+    let mut progress =
+        crate::progress::Progress::new("consumed", !std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.num == Some(0) {
         return Ok(());
@@ -1184,6 +1284,9 @@ pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
                             }
                         }
                         printed += 1;
+                        bytes +=
+                            (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64;
+                        progress.update(printed, bytes);
                         if args.num.is_some_and(|n| printed >= n) {
                             out.flush()?;
                             return Ok(());

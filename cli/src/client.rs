@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Bytes, BytesMut};
@@ -104,23 +105,71 @@ fn client_cap(key: ApiKey) -> i16 {
     }
 }
 
+/// Client settings from --command-config, a profile or the defaults.
+#[derive(Clone, Debug)]
+pub struct ClientOpts {
+    pub client_id: String,
+    /// Per request (and per connection attempt).
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOpts {
+    fn default() -> Self {
+        ClientOpts { client_id: CLIENT_ID.to_string(), request_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// A failed connection attempt, worded so the user knows what to try next.
+fn connect_error(addr: &str, e: &std::io::Error) -> anyhow::Error {
+    use std::io::ErrorKind;
+    const HINT: &str = "set --bootstrap-server or RILL_BOOTSTRAP_SERVER";
+    match e.kind() {
+        ErrorKind::ConnectionRefused => {
+            anyhow!("cannot connect to {addr}: connection refused (is the broker running? {HINT})")
+        }
+        ErrorKind::AddrNotAvailable | ErrorKind::NotFound => {
+            anyhow!("cannot connect to {addr}: address not available ({e}; check the host name, {HINT})")
+        }
+        _ if e.to_string().contains("failed to lookup address")
+            || e.to_string().contains("Name or service not known") =>
+        {
+            anyhow!("cannot connect to {addr}: cannot resolve the host name ({e}; {HINT})")
+        }
+        _ if e.kind() == ErrorKind::InvalidInput => {
+            anyhow!("cannot connect to {addr:?}: not a host:port address ({e}; {HINT})")
+        }
+        _ => anyhow!("cannot connect to {addr}: {e} (is the broker reachable from here? {HINT})"),
+    }
+}
+
 /// One connection to one broker.
 pub struct Client {
     pub addr: String,
     stream: TcpStream,
     correlation: i32,
     versions: HashMap<i16, (i16, i16)>,
+    opts: ClientOpts,
 }
 
 impl Client {
-    pub async fn connect(addr: &str) -> anyhow::Result<Client> {
-        let stream = tokio::time::timeout(std::time::Duration::from_secs(10), TcpStream::connect(addr))
+    pub async fn connect(addr: &str, opts: &ClientOpts) -> anyhow::Result<Client> {
+        let timeout = opts.request_timeout;
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| anyhow!("connecting to {addr}: timed out"))?
-            .with_context(|| format!("connecting to {addr}"))?;
+            .map_err(|_| {
+                anyhow!(
+                    "cannot connect to {addr}: timed out after {} ms (is the broker reachable from here? a \
+                     firewall? set --bootstrap-server or RILL_BOOTSTRAP_SERVER)",
+                    timeout.as_millis()
+                )
+            })?
+            .map_err(|e| connect_error(addr, &e))?;
         stream.set_nodelay(true).ok();
-        let mut c = Client { addr: addr.to_string(), stream, correlation: 0, versions: HashMap::new() };
-        c.negotiate().await?;
+        let mut c =
+            Client { addr: addr.to_string(), stream, correlation: 0, versions: HashMap::new(), opts: opts.clone() };
+        c.negotiate().await.with_context(|| {
+            format!("connected to {addr} but it did not answer ApiVersions (is it a Kafka-protocol broker?)")
+        })?;
         Ok(c)
     }
 
@@ -177,7 +226,7 @@ impl Client {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(self.correlation)
-            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+            .with_client_id(Some(StrBytes::from_string(self.opts.client_id.clone())));
         let mut buf = BytesMut::new();
         buf.extend_from_slice(&[0, 0, 0, 0]);
         header.encode(&mut buf, key.request_header_version(version))?;
@@ -188,6 +237,23 @@ impl Client {
     }
 
     async fn send_at<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Req,
+        version: i16,
+    ) -> anyhow::Result<Resp> {
+        let timeout = self.opts.request_timeout;
+        let addr = self.addr.clone();
+        match tokio::time::timeout(timeout, self.send_at_inner(key, req, version)).await {
+            Ok(r) => r,
+            Err(_) => bail!(
+                "{key:?} request to {addr} timed out after {} ms (raise request.timeout.ms in --command-config)",
+                timeout.as_millis()
+            ),
+        }
+    }
+
+    async fn send_at_inner<Req: Encodable, Resp: Decodable>(
         &mut self,
         key: ApiKey,
         req: &Req,
@@ -230,14 +296,28 @@ pub struct Pool {
     conns: HashMap<String, Client>,
     /// node id -> "host:port", from the last Metadata response.
     pub nodes: HashMap<i32, String>,
+    pub opts: ClientOpts,
 }
 
 impl Pool {
-    pub async fn connect(bootstrap: &str) -> anyhow::Result<Pool> {
-        let c = Client::connect(bootstrap).await?;
-        let mut conns = HashMap::new();
-        conns.insert(bootstrap.to_string(), c);
-        Ok(Pool { bootstrap: bootstrap.to_string(), conns, nodes: HashMap::new() })
+    /// Connects to the first answering address of a comma-separated bootstrap list.
+    pub async fn connect(bootstrap: &str, opts: &ClientOpts) -> anyhow::Result<Pool> {
+        let addrs: Vec<&str> = bootstrap.split(',').map(str::trim).filter(|a| !a.is_empty()).collect();
+        if addrs.is_empty() {
+            bail!("no bootstrap server given (set --bootstrap-server or RILL_BOOTSTRAP_SERVER)");
+        }
+        let mut last = None;
+        for addr in addrs {
+            match Client::connect(addr, opts).await {
+                Ok(c) => {
+                    let mut conns = HashMap::new();
+                    conns.insert(addr.to_string(), c);
+                    return Ok(Pool { bootstrap: addr.to_string(), conns, nodes: HashMap::new(), opts: opts.clone() });
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.expect("at least one address"))
     }
 
     pub fn main(&mut self) -> &mut Client {
@@ -249,7 +329,7 @@ impl Pool {
     pub async fn node(&mut self, node: i32) -> anyhow::Result<&mut Client> {
         let Some(addr) = self.nodes.get(&node).cloned() else { return Ok(self.main()) };
         if !self.conns.contains_key(&addr) {
-            match Client::connect(&addr).await {
+            match Client::connect(&addr, &self.opts).await {
                 Ok(c) => {
                     self.conns.insert(addr.clone(), c);
                 }

@@ -7,7 +7,10 @@ use tracing_subscriber::EnvFilter;
 
 mod admin;
 mod client;
+mod groups;
 mod output;
+mod progress;
+mod settings;
 
 #[derive(Parser)]
 #[command(
@@ -18,7 +21,9 @@ mod output;
 Examples:\n  rill topic create orders --partitions 6 --config retention.ms=86400000\n  \
 rill topic describe orders --output json\n  printf 'k1:v1\\nk2:v2\\n' | rill produce orders --key-separator :\n  \
 rill consume orders --offset earliest --exit-at-end --format '%p/%o %k=%v\\n'\n  \
-rill group describe my-group\n\nExit status: 0 success, 1 Kafka or connection error, 2 usage error."
+rill group describe my-group\n  rill group reset-offsets my-group --topic orders --to-earliest --execute\n  \
+rill cluster health\n\nConnection: -b/--bootstrap-server, --command-config FILE (Kafka client properties), \
+--profile NAME\n(from $RILL_CONFIG or ~/.config/rill/config.toml), $RILL_BOOTSTRAP_SERVER, $RILL_PROFILE.\n\nExit status: 0 success, 1 Kafka or connection error, 2 usage error."
 )]
 struct Cli {
     /// Log format for the broker's own logs.
@@ -65,14 +70,14 @@ enum Command {
         #[command(subcommand)]
         cmd: admin::ConfigCmd,
     },
-    /// Show the cluster: id, controller, brokers.
+    /// Show the cluster (id, controller, brokers) or check its health.
     Cluster {
         #[command(flatten)]
         conn: admin::Conn,
         #[command(subcommand)]
         cmd: admin::ClusterCmd,
     },
-    /// List and describe consumer groups (with lag per partition).
+    /// List, describe, reset and delete consumer groups and their offsets.
     Group {
         #[command(flatten)]
         conn: admin::Conn,

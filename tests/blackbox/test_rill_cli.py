@@ -1,6 +1,8 @@
 """The `rill` admin subcommands (topic, config, cluster, produce, consume, group), run as a process
 against the broker under test (Rill, or Apache Kafka with RILL_TEST_TARGET=kafka)."""
 import json
+import os
+import socket
 import subprocess
 import time
 
@@ -140,7 +142,8 @@ def test_group_describe_lag(broker, topic_name):
         c.close()
     assert group in ok(broker, "group", "list")
     d = json.loads(ok(broker, "group", "describe", group, "--output", "json"))
-    assert d["offsets"] == [{"topic": topic_name, "partition": 0, "committed_offset": 4, "log_end_offset": 10, "lag": 6}]
+    assert d["offsets"] == [{"topic": topic_name, "partition": 0, "committed_offset": 4, "log_end_offset": 10, "lag": 6,
+                             "member_id": None, "client_host": None, "client_id": None}]
     assert "LAG" in ok(broker, "group", "describe", group)
 
 
@@ -149,3 +152,198 @@ def test_completion_and_help():
     assert r.returncode == 0 and "rill" in r.stdout
     r = subprocess.run([rill_bin(), "topic", "create", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--if-not-exists" in r.stdout
+
+
+def run_env(*args, env=None, input=None, timeout=60):
+    """Runs rill without --bootstrap-server, with RILL_* variables taken only from `env`."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("RILL_") or k == "RILL_BIN"}
+    e.update(env or {})
+    return subprocess.run([rill_bin(), *map(str, args)], input=input, capture_output=True, text=True,
+                          timeout=timeout, env=e, stdin=None if input is not None else subprocess.DEVNULL)
+
+
+def commit_offsets(broker, group, offsets):
+    """Commits {(topic, partition): offset} for `group` with confluent-kafka (no members stay)."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # Apache Kafka creates __consumer_offsets on first use: NOT_COORDINATOR meanwhile
+            try:
+                c.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        c.close()
+
+
+def committed(broker, group):
+    d = json.loads(ok(broker, "group", "describe", group, "--output", "json"))
+    return {(o["topic"], o["partition"]): o["committed_offset"] for o in d["offsets"]}
+
+
+def test_group_reset_offsets(broker, topic_name):
+    ok(broker, "topic", "create", topic_name, "--partitions", 2)
+    ok(broker, "produce", topic_name, "--partition", 0, input="".join(f"a{i}\n" for i in range(10)))
+    ok(broker, "produce", topic_name, "--partition", 1, input="".join(f"b{i}\n" for i in range(6)))
+    group = f"g-{topic_name}"
+    commit_offsets(broker, group, {(topic_name, 0): 4, (topic_name, 1): 5})
+
+    # Dry run (the default): prints the plan, commits nothing.
+    r = rill(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-earliest")
+    assert r.returncode == 0, r
+    assert "NEW-OFFSET" in r.stdout and "--execute" in r.stderr
+    assert committed(broker, group) == {(topic_name, 0): 4, (topic_name, 1): 5}
+    plan = json.loads(ok(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-latest", "-o", "json"))
+    assert plan["executed"] is False
+    assert [(o["partition"], o["current_offset"], o["new_offset"]) for o in plan["offsets"]] == [(0, 4, 10), (1, 5, 6)]
+    assert committed(broker, group) == {(topic_name, 0): 4, (topic_name, 1): 5}
+
+    ok(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-earliest", "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 0, (topic_name, 1): 0}
+    ok(broker, "group", "reset-offsets", group, "--topic", f"{topic_name}:1", "--to-offset", 3, "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 0, (topic_name, 1): 3}
+    ok(broker, "group", "reset-offsets", group, "--topic", topic_name, "--shift-by", 2, "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 2, (topic_name, 1): 5}
+    # Shifting past the log end is clamped to it, as kafka-consumer-groups does.
+    ok(broker, "group", "reset-offsets", group, "--all-topics", "--shift-by", 100, "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 10, (topic_name, 1): 6}
+    ok(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-datetime", "2000-01-01T00:00:00Z",
+       "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 0, (topic_name, 1): 0}
+    ok(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-datetime", "2999-01-01T00:00:00.000+02:00",
+       "--execute")
+    assert committed(broker, group) == {(topic_name, 0): 10, (topic_name, 1): 6}
+    r = rill(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-datetime", "yesterday")
+    assert r.returncode == 2, r
+    r = rill(broker, "group", "reset-offsets", group, "--topic", topic_name)  # no reset spec
+    assert r.returncode == 2, r
+
+
+def test_group_active_members_refused(broker, topic_name):
+    from confluent_kafka import Consumer
+    ok(broker, "topic", "create", topic_name, "--partitions", 2)
+    ok(broker, "produce", topic_name, input="x\ny\n")
+    group = f"g-{topic_name}"
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "client.id": "cli-test-consumer",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic_name])
+        deadline = time.monotonic() + 60
+        while not c.assignment():
+            assert time.monotonic() < deadline, "consumer got no assignment"
+            c.poll(0.5)
+        d = json.loads(ok(broker, "group", "describe", group, "--output", "json"))
+        assert d["state"] == "Stable" and d["protocol_type"] == "consumer" and len(d["members"]) == 1
+        member = d["members"][0]
+        assert member["client_id"] == "cli-test-consumer"
+        assert member["assignment"] == [{"topic": topic_name, "partitions": [0, 1]}]
+        owners = {(o["topic"], o["partition"]): o["member_id"] for o in d["offsets"]}
+        assert owners == {(topic_name, 0): member["member_id"], (topic_name, 1): member["member_id"]}
+        assert "CONSUMER-ID" in ok(broker, "group", "describe", group)
+
+        r = rill(broker, "group", "reset-offsets", group, "--topic", topic_name, "--to-earliest", "--execute")
+        assert r.returncode == 1, r
+        assert f"Assignments can only be reset if the group '{group}' is inactive, but the current state is Stable" \
+            in r.stderr, r
+        r = rill(broker, "group", "delete", group)
+        assert r.returncode == 1 and "NON_EMPTY_GROUP" in r.stderr, r
+    finally:
+        c.close()
+
+
+def test_group_delete_offsets_and_delete(broker, topic_name):
+    other = topic_name + "-b"
+    ok(broker, "topic", "create", topic_name, "--partitions", 1)
+    ok(broker, "topic", "create", other, "--partitions", 1)
+    group = f"g-{topic_name}"
+    commit_offsets(broker, group, {(topic_name, 0): 0, (other, 0): 0})
+    assert committed(broker, group) == {(topic_name, 0): 0, (other, 0): 0}
+
+    out = ok(broker, "group", "delete-offsets", group, "--topic", topic_name)
+    assert "Successful" in out
+    assert committed(broker, group) == {(other, 0): 0}
+
+    assert f"Deleted group {group}." in ok(broker, "group", "delete", group)
+    deadline = time.monotonic() + 30
+    while group in [g["group"] for g in json.loads(ok(broker, "group", "list", "-o", "json"))]:
+        assert time.monotonic() < deadline, "group still listed after delete"
+        time.sleep(0.5)
+    r = rill(broker, "group", "describe", group)
+    assert r.returncode == 1 and "GROUP_ID_NOT_FOUND" in r.stderr, r
+    r = rill(broker, "group", "delete", group)
+    assert r.returncode == 1 and "GROUP_ID_NOT_FOUND" in r.stderr, r
+
+
+def test_command_config(broker, tmp_path):
+    props = tmp_path / "client.properties"
+    props.write_text(f"# Kafka client properties\nbootstrap.servers={broker.bootstrap}\nclient.id=cli-test\n"
+                     "request.timeout.ms=20000\nsecurity.protocol=PLAINTEXT\n")
+    r = run_env("cluster", "info", "--command-config", props, "--output", "json")
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["brokers"][0]["port"] == broker.port
+    # --bootstrap-server wins over the file.
+    bad = tmp_path / "elsewhere.properties"
+    bad.write_text("bootstrap.servers=127.0.0.1:1\n")
+    r = run_env("cluster", "info", "--command-config", bad, "--bootstrap-server", broker.bootstrap)
+    assert r.returncode == 0, r
+    ssl = tmp_path / "ssl.properties"
+    ssl.write_text(f"bootstrap.servers={broker.bootstrap}\nsecurity.protocol=SASL_SSL\n")
+    r = run_env("cluster", "info", "--command-config", ssl)
+    assert r.returncode == 1 and "security.protocol=SASL_SSL" in r.stderr and "not supported yet" in r.stderr, r
+    r = run_env("cluster", "info", "--command-config", tmp_path / "missing.properties")
+    assert r.returncode == 2, r
+
+
+def test_profiles(broker, tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[profile.dev]\nbootstrap_server = "{broker.bootstrap}"\nclient_id = "cli-test"\n\n'
+                   '[profile.down]\nbootstrap_server = "127.0.0.1:1"\n')
+    env = {"RILL_CONFIG": str(cfg)}
+    r = run_env("cluster", "info", "--profile", "dev", "-o", "json", env=env)
+    assert r.returncode == 0, r
+    assert json.loads(r.stdout)["brokers"][0]["port"] == broker.port
+    r = run_env("cluster", "info", env={**env, "RILL_PROFILE": "dev"})
+    assert r.returncode == 0, r
+    # Precedence: flag > env > profile.
+    r = run_env("cluster", "info", "--profile", "down", env={**env, "RILL_BOOTSTRAP_SERVER": broker.bootstrap})
+    assert r.returncode == 0, r
+    r = run_env("cluster", "info", "--profile", "down", "--bootstrap-server", broker.bootstrap,
+                env={**env, "RILL_BOOTSTRAP_SERVER": "127.0.0.1:1"})
+    assert r.returncode == 0, r
+    r = run_env("cluster", "info", "--profile", "down", env=env)
+    assert r.returncode == 1 and "127.0.0.1:1" in r.stderr, r
+    r = run_env("cluster", "info", "--profile", "nope", env=env)
+    assert r.returncode == 2 and "nope" in r.stderr and "dev" in r.stderr, r
+
+
+def test_cluster_health(broker):
+    h = json.loads(ok(broker, "cluster", "health", "--output", "json"))
+    assert h["healthy"] is True
+    assert h["brokers"] and all(b["ok"] for b in h["brokers"])
+    assert h["offline_partitions"] == []
+    out = ok(broker, "cluster", "health")
+    assert "partition leaders" in out and "FAIL" not in out
+
+
+def test_connection_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: refuses connections
+        r = run_env("topic", "list", "--bootstrap-server", f"127.0.0.1:{port}")
+        assert r.returncode == 1, r
+        assert r.stderr.strip() == (f"rill: cannot connect to 127.0.0.1:{port}: connection refused (is the broker "
+                                    "running? set --bootstrap-server or RILL_BOOTSTRAP_SERVER)"), r
+        r = run_env("cluster", "health", env={"RILL_BOOTSTRAP_SERVER": f"127.0.0.1:{port}"})
+        assert r.returncode == 1 and "connection refused" in r.stderr, r
+
+
+def test_progress_only_on_a_tty(broker, topic_name):
+    ok(broker, "topic", "create", topic_name, "--partitions", 1)
+    r = rill(broker, "produce", topic_name, input="a\nb\n")
+    assert r.returncode == 0 and r.stderr == f"Produced 2 records to {topic_name}.\n", r
+    r = rill(broker, "consume", topic_name, "--offset", "earliest", "--exit-at-end")
+    assert r.returncode == 0 and r.stdout == "a\nb\n" and r.stderr == "", r

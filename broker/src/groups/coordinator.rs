@@ -22,6 +22,8 @@ use rill_protocol::messages::ConsumerProtocolSubscription;
 use rill_protocol::{Decodable, ResponseError};
 use tokio::sync::oneshot;
 
+use super::assignor::AssignorKind;
+use super::consumer::{ConsumerGroup, ConsumerSettings, HbError, HeartbeatRequest, HeartbeatResponse, TopicInfo};
 use super::offsets_log::{GroupValue, OffsetValue, OffsetsLog, OffsetsRecord, StoredMember, OFFSETS_TOPIC};
 use super::state::{Action, Group, GroupLimits, JoinRequest, JoinResult, Phase, Reply, SyncResult};
 use crate::broker::now_ms;
@@ -46,6 +48,9 @@ pub struct Committed {
 
 struct GroupEntry {
     group: Group<Responder>,
+    /// Set while the group is a consumer-protocol (KIP-848) group. A group is of one type at a
+    /// time: an empty group of either type becomes the type of the first member to join.
+    consumer: Option<ConsumerGroup>,
     offsets: BTreeMap<(String, i32), Committed>,
     /// Deleted (tombstoned) and detached from the map; holders of the Arc must look again.
     removed: bool,
@@ -72,9 +77,11 @@ pub struct GroupDescription {
 }
 
 /// Group settings from the broker config.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CoordinatorConfig {
     pub limits: GroupLimits,
+    /// `group.consumer.*`
+    pub consumer: ConsumerSettings,
     /// `offsets.topic.num.partitions`
     pub partitions: i32,
     /// `offsets.retention.minutes`, in ms.
@@ -99,8 +106,31 @@ impl CoordinatorConfig {
         let partitions: i32 = parse_num("offsets.topic.num.partitions", &get("offsets.topic.num.partitions"))?;
         anyhow::ensure!(partitions >= 1, "offsets.topic.num.partitions must be at least 1");
         let minutes: i64 = parse_num("offsets.retention.minutes", &get("offsets.retention.minutes"))?;
+        let mut assignors = Vec::new();
+        for name in get("group.consumer.assignors").split(',').filter(|n| !n.trim().is_empty()) {
+            let kind = AssignorKind::parse(name)
+                .ok_or_else(|| anyhow::anyhow!("group.consumer.assignors: unknown assignor {name:?}"))?;
+            if !assignors.contains(&kind) {
+                assignors.push(kind);
+            }
+        }
+        anyhow::ensure!(!assignors.is_empty(), "group.consumer.assignors must name at least one assignor");
+        let max_size: i64 = parse_num("group.consumer.max.size", &get("group.consumer.max.size"))?;
+        let consumer = ConsumerSettings {
+            heartbeat_interval_ms: parse_num(
+                "group.consumer.heartbeat.interval.ms",
+                &get("group.consumer.heartbeat.interval.ms"),
+            )?,
+            session_timeout_ms: parse_num(
+                "group.consumer.session.timeout.ms",
+                &get("group.consumer.session.timeout.ms"),
+            )?,
+            assignors,
+            max_size: max_size.max(1) as usize,
+        };
         Ok(CoordinatorConfig {
             limits,
+            consumer,
             partitions,
             retention_ms: minutes.saturating_mul(60_000),
             retention_check_interval_ms: parse_num(
@@ -185,7 +215,12 @@ impl GroupCoordinator {
     }
 
     fn new_entry(&self, id: &str, now: i64) -> GroupEntry {
-        GroupEntry { group: Group::new(id, self.config.limits, now), offsets: BTreeMap::new(), removed: false }
+        GroupEntry {
+            group: Group::new(id, self.config.limits, now),
+            consumer: None,
+            offsets: BTreeMap::new(),
+            removed: false,
+        }
     }
 
     fn get(&self, id: &str) -> Option<Arc<Mutex<GroupEntry>>> {
@@ -265,6 +300,19 @@ impl GroupCoordinator {
 
     pub async fn join(self: &Arc<Self>, group_id: &str, req: JoinRequest) -> JoinResult {
         let member_id = req.member_id.clone();
+        if let Some(entry) = self.get(group_id) {
+            let mut e = entry.lock();
+            match &e.consumer {
+                // Kafka would take the classic member into the consumer group (online
+                // migration); Rill does not mix protocols in one group.
+                Some(c) if !c.is_empty() => {
+                    return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id)
+                }
+                // An empty consumer group becomes a classic one.
+                Some(_) => e.consumer = None,
+                None => {}
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let mut slot = Some((req, tx));
         let ran = self.with_group(group_id, true, |g, now| {
@@ -332,6 +380,104 @@ impl GroupCoordinator {
     }
 
     // --------------------------------------------------------------------------------------
+    // The consumer group protocol (KIP-848)
+    // --------------------------------------------------------------------------------------
+
+    /// ConsumerGroupHeartbeat. `topics` resolves subscribed topic names.
+    pub fn consumer_heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        req: HeartbeatRequest,
+        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+    ) -> Result<HeartbeatResponse, HbError> {
+        let joining = req.member_epoch == 0;
+        for _ in 0..3 {
+            // Only a join creates a group; other heartbeats to a group that is not there (it
+            // is not kept across restarts) get UNKNOWN_MEMBER_ID, and the member rejoins.
+            let entry = if joining { Some(self.get_or_create(group_id)) } else { self.get(group_id) };
+            let Some(entry) = entry else {
+                return Err((ResponseError::UnknownMemberId, Some(format!("Group {group_id} has no such member"))));
+            };
+            let mut e = entry.lock();
+            if e.removed {
+                continue;
+            }
+            let now = now_ms();
+            if e.consumer.is_none() {
+                if !e.group.has_no_members() || e.group.phase != Phase::Empty {
+                    // What Kafka answers when an online upgrade is not possible.
+                    return Err((
+                        ResponseError::GroupIdNotFound,
+                        Some(format!(
+                            "Cannot upgrade classic group {group_id} to consumer group because the online upgrade is disabled."
+                        )),
+                    ));
+                }
+                if !joining {
+                    return Err((ResponseError::UnknownMemberId, Some(format!("Group {group_id} has no such member"))));
+                }
+                e.consumer = Some(ConsumerGroup::new(group_id, self.config.consumer.clone(), now));
+            }
+            let c = e.consumer.as_mut().expect("set above");
+            let r = c.heartbeat(req, topics, now);
+            if let Some(at) = c.wake_needed() {
+                self.schedule_consumer_tick(group_id, at);
+            }
+            return r;
+        }
+        Err((ResponseError::CoordinatorNotAvailable, None))
+    }
+
+    fn schedule_consumer_tick(self: &Arc<Self>, group_id: &str, at: i64) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let me = Arc::clone(self);
+        let id = group_id.to_string();
+        let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
+        rt.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(entry) = me.get(&id) else { return };
+            let mut e = entry.lock();
+            if e.removed {
+                return;
+            }
+            let Some(c) = e.consumer.as_mut() else { return };
+            let gone = c.tick(now_ms());
+            if !gone.is_empty() {
+                tracing::info!(group = %id, members = ?gone, "consumer group members expired");
+            }
+            if let Some(at) = c.wake_needed() {
+                me.schedule_consumer_tick(&id, at);
+            }
+        });
+    }
+
+    /// Runs `f` on a consumer group. `Err(true)`: the group exists but is a classic group.
+    pub fn with_consumer_group<R>(&self, group_id: &str, f: impl FnOnce(&ConsumerGroup) -> R) -> Result<R, bool> {
+        let entry = self.get(group_id).ok_or(false)?;
+        let e = entry.lock();
+        if e.removed {
+            return Err(false);
+        }
+        match &e.consumer {
+            Some(c) => Ok(f(c)),
+            None => Err(true),
+        }
+    }
+
+    /// OffsetFetch's member check for consumer groups (classic groups are not checked).
+    pub fn validate_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        member_epoch: i32,
+    ) -> Result<(), ResponseError> {
+        match self.with_consumer_group(group_id, |c| c.validate_fetch(member_id, member_epoch)) {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+
+    // --------------------------------------------------------------------------------------
     // Offsets
     // --------------------------------------------------------------------------------------
 
@@ -345,6 +491,14 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
         offsets: Vec<(String, i32, OffsetValue)>,
     ) -> Result<(), ResponseError> {
+        if let Some(entry) = self.get(group_id) {
+            if let Some(c) = &entry.lock().consumer {
+                c.validate_commit(member_id, generation)?;
+                if offsets.is_empty() {
+                    return Ok(());
+                }
+            }
+        }
         if offsets.is_empty() {
             // Still validate membership, as Kafka does.
             return match self.get(group_id) {
@@ -366,7 +520,10 @@ impl GroupCoordinator {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
             let now = now_ms();
-            e.group.validate_commit(generation, member_id, instance_id, now)?;
+            match &e.consumer {
+                Some(c) => c.validate_commit(member_id, generation)?,
+                None => e.group.validate_commit(generation, member_id, instance_id, now)?,
+            }
             let records: Vec<OffsetsRecord> = offsets
                 .iter()
                 .map(|(t, p, v)| OffsetsRecord::Offset {
@@ -467,15 +624,24 @@ impl GroupCoordinator {
         })
     }
 
-    /// (group id, protocol type, state) of every group, sorted by id.
-    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+    /// (group id, protocol type, state, group type) of every group, sorted by id.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let entries: Vec<_> = self.groups.lock().values().cloned().collect();
         let mut out: Vec<_> = entries
             .iter()
             .filter_map(|entry| {
                 let e = entry.lock();
-                (!e.removed).then(|| {
-                    (e.group.id.clone(), e.group.protocol_type.clone().unwrap_or_default(), e.group.phase.name())
+                if e.removed {
+                    return None;
+                }
+                Some(match &e.consumer {
+                    Some(c) => (e.group.id.clone(), "consumer".to_string(), c.state().name(), "consumer"),
+                    None => (
+                        e.group.id.clone(),
+                        e.group.protocol_type.clone().unwrap_or_default(),
+                        e.group.phase.name(),
+                        "classic",
+                    ),
                 })
             })
             .collect();
@@ -490,7 +656,10 @@ impl GroupCoordinator {
         if e.removed {
             return Err(ResponseError::GroupIdNotFound);
         }
-        if !e.group.has_no_members() || e.group.phase != Phase::Empty {
+        if !e.group.has_no_members()
+            || e.group.phase != Phase::Empty
+            || e.consumer.as_ref().is_some_and(|c| !c.is_empty())
+        {
             return Err(ResponseError::NonEmptyGroup);
         }
         self.remove_group(&mut e);
@@ -525,7 +694,10 @@ impl GroupCoordinator {
             // Kafka: offsets of a non-consumer group with members cannot be deleted.
             return Err(ResponseError::NonEmptyGroup);
         }
-        let subscribed = subscribed_topics(&e.group);
+        let subscribed = match &e.consumer {
+            Some(c) => c.subscribed_topics().into_iter().collect(),
+            None => subscribed_topics(&e.group),
+        };
         let mut records = Vec::new();
         let mut out = Vec::new();
         for (t, parts) in topics {
@@ -570,21 +742,26 @@ impl GroupCoordinator {
         let retention = self.config.retention_ms;
         for entry in entries {
             let mut e = entry.lock();
-            if e.removed || e.group.phase != Phase::Empty || !e.group.has_no_members() {
+            if e.removed
+                || e.group.phase != Phase::Empty
+                || !e.group.has_no_members()
+                || e.consumer.as_ref().is_some_and(|c| !c.is_empty())
+            {
                 continue;
             }
+            let empty_since = e.consumer.as_ref().map_or(e.group.state_timestamp, |c| c.state_timestamp);
             let id = e.group.id.clone();
             if e.offsets.is_empty() {
                 // Nothing to keep; the grace period spares a group whose first commit is in flight.
-                if now - e.group.state_timestamp >= 60_000 {
+                if now - empty_since >= 60_000 {
                     self.remove_group(&mut e);
                 }
                 continue;
             }
             // Offsets of a group that used group management expire together, counted from
             // when it became empty; those of simple consumers one by one from their commit.
-            let managed = e.group.protocol_type.is_some();
-            let group_expired = e.group.state_timestamp.saturating_add(retention) <= now;
+            let managed = e.group.protocol_type.is_some() || e.consumer.is_some();
+            let group_expired = empty_since.saturating_add(retention) <= now;
             let expired: Vec<(String, i32)> =
                 e.offsets
                     .iter()

@@ -1,5 +1,6 @@
 //! The group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
-//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups and OffsetDelete.
+//! OffsetCommit, OffsetFetch, DescribeGroups, ListGroups, DeleteGroups, OffsetDelete, and the
+//! consumer group protocol's (KIP-848) ConsumerGroupHeartbeat and ConsumerGroupDescribe.
 //! Each one translates the request for [`crate::groups::GroupCoordinator`] and its answer back
 //! into the response of the request's version.
 
@@ -7,8 +8,10 @@ use std::sync::Arc;
 
 use rill_protocol::messages::find_coordinator_response::Coordinator;
 use rill_protocol::messages::{
+    consumer_group_describe_response, consumer_group_heartbeat_request, consumer_group_heartbeat_response,
     delete_groups_response, describe_groups_response, join_group_response, leave_group_response, list_groups_response,
-    offset_commit_response, offset_delete_response, offset_fetch_response, BrokerId, DeleteGroupsRequest,
+    offset_commit_response, offset_delete_response, offset_fetch_response, BrokerId, ConsumerGroupDescribeRequest,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DeleteGroupsRequest,
     DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
     LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
@@ -19,6 +22,8 @@ use rill_protocol::{ResponseError, StrBytes};
 
 use super::s;
 use crate::broker::{now_ms, Broker, ConnContext};
+use crate::groups::assignor::Assignment;
+use crate::groups::consumer::{HeartbeatRequest as ConsumerHeartbeat, TopicInfo};
 use crate::groups::offsets_log::OffsetValue;
 use crate::groups::state::JoinRequest;
 
@@ -296,6 +301,14 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .groups
             .into_iter()
             .map(|g| {
+                if version >= 9 {
+                    if let Err(e) = broker.groups.validate_fetch(&g.group_id.0, g.member_id.as_deref(), g.member_epoch)
+                    {
+                        return offset_fetch_response::OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(e.code());
+                    }
+                }
                 let topics =
                     g.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
                 let fetched = fetch_group(broker, &g.group_id.0, topics);
@@ -364,6 +377,13 @@ pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest, version: i16
             if invalid_group(&id) {
                 return g.with_error_code(ResponseError::InvalidGroupId.code()).with_group_state(s("Dead"));
             }
+            if matches!(broker.groups.with_consumer_group(&id.0, |c| !c.is_empty()), Ok(true)) {
+                // As Kafka 4: DescribeGroups describes classic groups only.
+                return g
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(s(format!("Group {} is not a classic group.", id.0))))
+                    .with_group_state(s("Dead"));
+            }
             match broker.groups.describe(&id.0) {
                 None => g.with_group_state(s("Dead")),
                 Some(d) => g
@@ -403,14 +423,14 @@ pub fn list_groups(broker: &Broker, req: ListGroupsRequest, version: i16) -> Lis
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
-        .map(|(id, ptype, state)| {
+        .filter(|(_, _, state, _)| states.is_empty() || states.contains(&state.to_ascii_lowercase()))
+        .filter(|(_, _, _, gtype)| types.is_empty() || types.iter().any(|t| t == gtype))
+        .map(|(id, ptype, state, gtype)| {
             let g =
                 list_groups_response::ListedGroup::default().with_group_id(GroupId(s(id))).with_protocol_type(s(ptype));
             let g = if version >= 4 { g.with_group_state(s(state)) } else { g };
             if version >= 5 {
-                g.with_group_type(s("classic"))
+                g.with_group_type(s(gtype))
             } else {
                 g
             }
@@ -490,4 +510,142 @@ pub fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteR
             OffsetDeleteResponse::default().with_topics(topics)
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// ConsumerGroupHeartbeat / ConsumerGroupDescribe (KIP-848)
+// ------------------------------------------------------------------------------------------
+
+fn to_assignment(tps: Vec<consumer_group_heartbeat_request::TopicPartitions>) -> Assignment {
+    let mut a = Assignment::new();
+    for tp in tps {
+        if !tp.partitions.is_empty() {
+            a.entry(tp.topic_id).or_default().extend(tp.partitions);
+        }
+    }
+    a
+}
+
+fn topic_resolver(broker: &Broker) -> impl Fn(&str) -> Option<TopicInfo> + '_ {
+    move |name: &str| broker.topics.get(name).map(|t| (t.id, t.partitions.len() as i32))
+}
+
+pub fn consumer_group_heartbeat(
+    broker: &Arc<Broker>,
+    req: ConsumerGroupHeartbeatRequest,
+    version: i16,
+    client_id: Option<&str>,
+    ctx: &ConnContext,
+) -> ConsumerGroupHeartbeatResponse {
+    let resp = ConsumerGroupHeartbeatResponse::default();
+    if invalid_group(&req.group_id) {
+        return resp
+            .with_error_code(ResponseError::InvalidRequest.code())
+            .with_error_message(Some(s("GroupId can't be empty.")));
+    }
+    let hb = ConsumerHeartbeat {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|i| i.to_string()),
+        rack_id: req.rack_id.map(|i| i.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topic_names: req.subscribed_topic_names.map(|v| v.into_iter().map(|t| t.0.to_string()).collect()),
+        subscribed_topic_regex: if version >= 1 { req.subscribed_topic_regex.map(|r| r.to_string()) } else { None },
+        server_assignor: req.server_assignor.map(|a| a.to_string()),
+        owned: req.topic_partitions.map(to_assignment),
+        client_id: client_id.unwrap_or_default().to_string(),
+        client_host: format!("/{}", ctx.peer.ip()),
+    };
+    let resolve = topic_resolver(broker);
+    match broker.groups.consumer_heartbeat(&req.group_id.0, hb, &resolve) {
+        Err((e, msg)) => resp.with_error_code(e.code()).with_error_message(msg.map(s)).with_member_epoch(-1),
+        Ok(r) => resp
+            .with_member_id(Some(s(r.member_id)))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(r.heartbeat_interval_ms)
+            .with_assignment(r.assignment.map(|a| {
+                consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                    a.into_iter()
+                        .map(|(t, ps)| {
+                            consumer_group_heartbeat_response::TopicPartitions::default()
+                                .with_topic_id(t)
+                                .with_partitions(ps.into_iter().collect())
+                        })
+                        .collect(),
+                )
+            })),
+    }
+}
+
+fn describe_assignment(broker: &Broker, a: &Assignment) -> consumer_group_describe_response::Assignment {
+    consumer_group_describe_response::Assignment::default().with_topic_partitions(
+        a.iter()
+            .map(|(t, ps)| {
+                let name = broker.topics.get_by_id(t).map(|t| t.name.clone()).unwrap_or_default();
+                consumer_group_describe_response::TopicPartitions::default()
+                    .with_topic_id(*t)
+                    .with_topic_name(TopicName(s(name)))
+                    .with_partitions(ps.iter().copied().collect())
+            })
+            .collect(),
+    )
+}
+
+pub fn consumer_group_describe(broker: &Broker, req: ConsumerGroupDescribeRequest) -> ConsumerGroupDescribeResponse {
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|id| {
+            let g = consumer_group_describe_response::DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            if invalid_group(&id) {
+                return g.with_error_code(ResponseError::InvalidGroupId.code());
+            }
+            let described = broker.groups.with_consumer_group(&id.0, |c| {
+                let members = c
+                    .members
+                    .values()
+                    .map(|m| {
+                        consumer_group_describe_response::Member::default()
+                            .with_member_id(s(m.id.clone()))
+                            .with_instance_id(opt_s(m.instance_id.clone()))
+                            .with_rack_id(opt_s(m.rack_id.clone()))
+                            .with_member_epoch(m.member_epoch)
+                            .with_client_id(s(m.client_id.clone()))
+                            .with_client_host(s(m.client_host.clone()))
+                            .with_subscribed_topic_names(m.subscribed.iter().map(|t| TopicName(s(t.clone()))).collect())
+                            .with_subscribed_topic_regex(opt_s(m.regex.clone()))
+                            .with_assignment(describe_assignment(broker, &m.assigned))
+                            .with_target_assignment(describe_assignment(
+                                broker,
+                                &c.target.get(&m.id).cloned().unwrap_or_default(),
+                            ))
+                    })
+                    .collect();
+                (c.state().name(), c.group_epoch, c.assignment_epoch, c.assignor.name(), members)
+            });
+            match described {
+                Ok((state, epoch, assignment_epoch, assignor, members)) => g
+                    .with_group_state(s(state))
+                    .with_group_epoch(epoch)
+                    .with_assignment_epoch(assignment_epoch)
+                    .with_assignor_name(s(assignor))
+                    .with_authorized_operations(if req.include_authorized_operations {
+                        (1 << 3) | (1 << 6) | (1 << 8)
+                    } else {
+                        i32::MIN
+                    })
+                    .with_members(members),
+                Err(is_classic) => g.with_error_code(ResponseError::GroupIdNotFound.code()).with_error_message(Some(
+                    s(if is_classic {
+                        format!("Group {} is not a consumer group.", id.0)
+                    } else {
+                        format!("Group {} not found.", id.0)
+                    }),
+                )),
+            }
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
