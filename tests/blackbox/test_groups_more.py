@@ -5,69 +5,19 @@ and OffsetCommit/JoinGroup edge cases on the raw protocol.
 Like test_groups.py, the module's `broker` runs with group.initial.rebalance.delay.ms=0.
 """
 import datetime
-import os
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import uuid
 
-import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka import ConsumerGroupTopicPartitions
 
 import kproto
-from broker import Broker
+from groupkit import (  # noqa: F401 (broker is this module's fixture)
+    GROUP_CMD, broker, consume_committing, group_consumer, group_name, produce)
 from helpers import admin, create_topic
 from test_cli_tools import tool
-
-GROUP_BROKER_CONFIG = {"group.initial.rebalance.delay.ms": "0"}
-GROUP_CMD = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = Broker.start(extra=GROUP_BROKER_CONFIG)
-    try:
-        yield b
-    finally:
-        b.__dict__.pop("_admin", None)
-        b.cleanup()
-
-
-def group_name():
-    return f"g-{uuid.uuid4().hex[:10]}"
-
-
-def produce(b, topic, n, partitions, timestamps=None):
-    p = Producer({"bootstrap.servers": b.bootstrap, "acks": "all"})
-    for i in range(n):
-        kw = {"timestamp": timestamps[i]} if timestamps else {}
-        p.produce(topic, key=str(i).encode(), value=f"v{i}".encode(), partition=i % partitions, **kw)
-    assert p.flush(30) == 0
-
-
-def group_consumer(b, group, **extra):
-    conf = {"bootstrap.servers": b.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
-    conf.update(extra)
-    return Consumer(conf)
-
-
-def consume_committing(c, want, timeout=60):
-    got = []
-    deadline = time.monotonic() + timeout
-    while len(got) < want:
-        assert time.monotonic() < deadline, f"consumed only {len(got)} of {want}: {got}"
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        assert m.error() is None, m.error()
-        got.append((m.partition(), m.offset()))
-        c.commit(message=m, asynchronous=False)
-    return got
-
 
 def assert_nothing_more(c, idle=2.0):
     deadline = time.monotonic() + idle

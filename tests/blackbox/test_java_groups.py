@@ -4,31 +4,20 @@ Programs: tests/java/src/Group*Check.java (helpers in GroupTestUtil.java); each 
 "FAIL: ..." line on a mismatch. Records are key = value = "v<i>" in partition i % partitions.
 The module's `broker` runs with group.initial.rebalance.delay.ms=0 (as in test_groups.py).
 """
-import uuid
 
 import pytest
 from confluent_kafka import Producer
 
-from broker import Broker
+from groupkit import broker  # noqa: F401 (broker is this module's fixture)
+from groupkit import group_name as _group_name
 from helpers import create_topic
 from test_java_clients import run_java
 
-GROUP_BROKER_CONFIG = {"group.initial.rebalance.delay.ms": "0"}
 STRATEGIES = ["range", "cooperative-sticky"]
 
 
-@pytest.fixture(scope="module")
-def broker():
-    b = Broker.start(extra=GROUP_BROKER_CONFIG)
-    try:
-        yield b
-    finally:
-        b.__dict__.pop("_admin", None)
-        b.cleanup()
-
-
 def group_name():
-    return f"jg-{uuid.uuid4().hex[:10]}"
+    return _group_name("jg")
 
 
 def produce(b, topic, start, end, partitions):

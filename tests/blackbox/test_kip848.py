@@ -5,30 +5,20 @@ Program: tests/java/src/Kip848Check.java (helpers in GroupTestUtil.java, GroupRe
 GroupTwoMembersCheck.java); it exits non-zero with a "FAIL: ..." line on a mismatch. The broker runs with its
 defaults (heartbeat interval 5 s, session timeout 45 s), as Apache Kafka 4.1 does.
 """
-import uuid
 
 import pytest
 
-from broker import Broker
+from groupkit import group_name as _group_name
+from groupkit import plain_broker as broker  # noqa: F401 (this module's fixture)
 from helpers import create_topic
 from test_java_clients import run_java
 from test_java_groups import produce
 
-ASSIGNORS = ["uniform", "range"]
-
-
-@pytest.fixture(scope="module")
-def broker():
-    b = Broker.start()
-    try:
-        yield b
-    finally:
-        b.__dict__.pop("_admin", None)
-        b.cleanup()
-
-
 def group_name():
-    return f"k848-{uuid.uuid4().hex[:10]}"
+    return _group_name("k848")
+
+
+ASSIGNORS = ["uniform", "range"]
 
 
 @pytest.mark.parametrize("assignor", ASSIGNORS)
