@@ -1,0 +1,168 @@
+//! One Raft group on this node: its log store, state machine and openraft handle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use rill_storage::LogConfig;
+
+use crate::log_store::{LogStore, Shared};
+use crate::network::{GroupNetwork, Peers};
+use crate::state_machine::{ApplyHook, StateMachine};
+use crate::{Appended, NodeId, Raft};
+
+/// Timing of every group on a node.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { heartbeat_ms: 500, election_min_ms: 1500, election_max_ms: 3000 }
+    }
+}
+
+pub fn raft_config(timing: &Timing) -> Arc<Config> {
+    let c = Config {
+        cluster_name: "rill".into(),
+        heartbeat_interval: timing.heartbeat_ms,
+        election_timeout_min: timing.election_min_ms,
+        election_timeout_max: timing.election_max_ms,
+        // A partition's records are its state: a snapshot could not carry them, so the log is
+        // never compacted behind followers' backs (retention works on the segments instead).
+        snapshot_policy: SnapshotPolicy::Never,
+        // Bounds the bytes of one AppendEntries (entries are produce requests, up to ~1 MiB).
+        max_payload_entries: 64,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    };
+    Arc::new(c.validate().expect("valid raft config"))
+}
+
+/// Why a write was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("not the leader (leader: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    #[error("raft group stopped: {0}")]
+    Fatal(String),
+}
+
+#[derive(Clone)]
+pub struct Group {
+    pub id: u64,
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub shared: Arc<Shared>,
+}
+
+impl Group {
+    /// Opens (or creates) group `id`'s log in `dir` and starts its Raft node.
+    pub async fn open(
+        node_id: NodeId,
+        id: u64,
+        dir: &Path,
+        log_config: LogConfig,
+        peers: Arc<Peers>,
+        on_apply: Option<ApplyHook>,
+        config: Arc<Config>,
+    ) -> io::Result<Group> {
+        let store = LogStore::open(dir, log_config)?;
+        let shared = store.shared.clone();
+        let sm = StateMachine::new(shared.clone(), on_apply);
+        let network = GroupNetwork { group: id, peers };
+        let raft = Raft::new(node_id, config, network, store, sm).await.map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Group { id, node_id, raft, shared })
+    }
+
+    /// Makes `members` the first membership if this group has never had one. Every member may
+    /// call it: openraft accepts the same initial membership on each, and the log decides.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, BasicNode>) -> io::Result<()> {
+        if self.raft.is_initialized().await.map_err(|e| io::Error::other(e.to_string()))? {
+            return Ok(());
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Someone else's initialization reached us first.
+            Err(RaftError::APIError(_)) => Ok(()),
+            Err(e) => Err(io::Error::other(e.to_string())),
+        }
+    }
+
+    /// Proposes record batches; returns once they are committed (and applied) with the Kafka
+    /// offsets they got.
+    pub async fn write(&self, batches: Bytes) -> Result<Appended, WriteError> {
+        match self.raft.client_write(crate::Batches(batches)).await {
+            Ok(resp) => Ok(resp.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(WriteError::NotLeader { leader: f.leader_id })
+            }
+            Err(e) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader && m.current_leader == Some(self.node_id)
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    /// The Raft term, which is the Kafka leader epoch.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow_watched().current_term
+    }
+
+    /// Voters of the current membership.
+    pub fn voters(&self) -> BTreeSet<NodeId> {
+        self.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect()
+    }
+
+    /// On the leader: the voters whose log matches the leader's up to the commit point or
+    /// close to it (Kafka's in-sync replicas). Elsewhere: all voters (the leader knows better).
+    pub fn in_sync(&self) -> BTreeSet<NodeId> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let (Some(repl), Some(last)) = (m.replication.as_ref(), m.last_log_index) else { return voters };
+        const LAG: u64 = 1000;
+        voters
+            .into_iter()
+            .filter(|v| {
+                *v == self.node_id
+                    || repl.get(v).is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index + LAG >= last))
+            })
+            .collect()
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+        let _ = self.shared.log.close();
+    }
+
+    /// Waits until this group has some leader (or the timeout passes).
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<NodeId> {
+        let mut rx = self.raft.metrics();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = rx.borrow_watched().current_leader {
+                return Some(l);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return None;
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! openraft's log storage over a partition's segment log and its entry index.
+//!
+//! Appending a data entry appends its record batches to the [`PartitionLog`] (which assigns
+//! dense Kafka offsets from its end and stamps the Raft term as the batches' partition leader
+//! epoch), then appends the entry's small index record. Nothing is fsynced inline: a flusher
+//! task per log fsyncs segments and index once for every append that arrived meanwhile and
+//! only then reports them flushed to openraft (group commit).
+//!
+//! After a crash the two files may disagree about the tail; [`LogStore::open`] cuts both back
+//! to what both hold. Only entries reported flushed can have been acknowledged, and those are
+//! in both.
+
+use std::fmt::Debug;
+use std::fs::File;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use openraft::entry::RaftEntry;
+use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{EntryPayload, OptionalSend};
+use parking_lot::{Mutex, RwLock};
+use rill_protocol::batch::split_batches;
+use rill_storage::{LogConfig, PartitionLog, StorageError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+
+use crate::entry_index::{EntryIndex, EntryKind, EntryMeta};
+use crate::{Batches, Entry, LogId, TypeConfig, Vote};
+
+pub const STATE_FILE: &str = "raft-state.json";
+
+/// How often the committed index is written down at most. It is only a hint for replaying
+/// after a restart (openraft re-learns the commit index from the leader), so it is not fsynced.
+const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+struct PersistedState {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+/// State shared by a group's log store, its state machine and the broker.
+pub struct Shared {
+    pub log: Arc<PartitionLog>,
+    dir: PathBuf,
+    index: RwLock<EntryIndex>,
+    state: Mutex<(PersistedState, Option<Instant>)>,
+    /// Kafka high watermark: end offset of the last applied entry.
+    hw: AtomicI64,
+    hw_tx: watch::Sender<i64>,
+}
+
+impl Shared {
+    pub fn high_watermark(&self) -> i64 {
+        self.hw.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever the high watermark moves (fetch long polls wait on it).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.hw_tx.subscribe()
+    }
+
+    pub(crate) fn set_high_watermark(&self, hw: i64) {
+        self.hw.store(hw, Ordering::Release);
+        self.hw_tx.send_replace(hw);
+    }
+
+    /// Runs `f` on the entry index (offset translation for the broker: leader epochs etc.).
+    pub fn with_index<T>(&self, f: impl FnOnce(&EntryIndex) -> T) -> T {
+        f(&self.index.read())
+    }
+
+    pub(crate) fn committed(&self) -> Option<LogId> {
+        self.state.lock().0.committed
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Installs a snapshot's position: the index restarts after `meta`. Partition snapshots
+    /// carry no records, so this is only possible when the log already ends exactly there
+    /// (Rill never purges a partition's Raft log ahead of its followers; see `group`).
+    pub(crate) fn reset_index(&self, meta: EntryMeta) -> io::Result<()> {
+        if self.log.log_end_offset() != meta.end {
+            return Err(io::Error::other(format!(
+                "snapshot ends at offset {} but the log ends at {}: records cannot come from a snapshot",
+                meta.end,
+                self.log.log_end_offset()
+            )));
+        }
+        self.index.write().reset_to(meta)
+    }
+}
+
+pub(crate) fn to_io(e: StorageError) -> io::Error {
+    match e {
+        StorageError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+fn write_atomically(dir: &Path, name: &str, data: &[u8], durable: bool) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, data)?;
+    if durable {
+        File::open(&tmp)?.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(name))?;
+    if durable {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// A Raft group's log storage. Cheap to clone (it is also its own log reader).
+#[derive(Clone)]
+pub struct LogStore {
+    pub shared: Arc<Shared>,
+    flush_tx: mpsc::UnboundedSender<IOFlushed<TypeConfig>>,
+}
+
+impl LogStore {
+    /// Opens the group's log in `dir` (segments, entry index, vote), reconciling the segment
+    /// log and the index after a crash. Must run inside a Tokio runtime (it starts the flusher).
+    pub fn open(dir: &Path, config: LogConfig) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let log = Arc::new(PartitionLog::open(dir, config).map_err(to_io)?);
+        let mut index = EntryIndex::open(dir)?;
+        // Entries whose records did not all reach the segment file never became durable.
+        let log_end = log.log_end_offset();
+        index.drop_beyond(log_end)?;
+        match index.next_offset() {
+            Some(end) if end < log_end => log.truncate_to(end).map_err(to_io)?,
+            None if log_end > log.log_start_offset() => {
+                // Records without any index entry: never acknowledged through Raft.
+                log.truncate_to(log.log_start_offset()).map_err(to_io)?
+            }
+            _ => {}
+        }
+        let state: PersistedState = match std::fs::read(dir.join(STATE_FILE)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => PersistedState::default(),
+            Err(e) => return Err(e),
+        };
+        let hw0 = index.purged().map_or_else(|| log.log_start_offset(), |p| p.end);
+        let (hw_tx, _) = watch::channel(hw0);
+        let shared = Arc::new(Shared {
+            log,
+            dir: dir.to_path_buf(),
+            index: RwLock::new(index),
+            state: Mutex::new((state, None)),
+            hw: AtomicI64::new(hw0),
+            hw_tx,
+        });
+        let (flush_tx, flush_rx) = mpsc::unbounded_channel();
+        tokio::spawn(flusher(shared.clone(), flush_rx));
+        Ok(LogStore { shared, flush_tx })
+    }
+
+    fn save_state(&self, durable: bool) -> io::Result<()> {
+        let data = serde_json::to_vec(&self.shared.state.lock().0).map_err(io::Error::other)?;
+        write_atomically(&self.shared.dir, STATE_FILE, &data, durable)
+    }
+}
+
+/// Group commit: one fsync of the segments and one of the index for every append that
+/// arrived while the previous fsync ran.
+async fn flusher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<IOFlushed<TypeConfig>>) {
+    let mut pending = Vec::new();
+    while rx.recv_many(&mut pending, 1024).await > 0 {
+        let result = if shared.log.sync_on_ack() {
+            let handle = shared.index.read().sync_handle();
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || {
+                s.log.sync(i64::MAX).map_err(to_io)?;
+                handle?.sync_data()
+            })
+            .await
+            .unwrap_or_else(|e| Err(io::Error::other(e)))
+        } else {
+            Ok(())
+        };
+        for cb in pending.drain(..) {
+            let r = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            };
+            cb.io_completed(r);
+        }
+    }
+}
+
+fn range_bounds<RB: RangeBounds<u64>>(range: &RB) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end)
+}
+
+/// Reads Kafka offsets `[start, end)` from the log: whole batches, possibly across segments.
+fn read_records(log: &PartitionLog, start: i64, end: i64) -> io::Result<Bytes> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut at = start;
+    while at < end {
+        let r = log.read(at, usize::MAX / 2, end).map_err(to_io)?;
+        if r.records.is_empty() {
+            return Err(io::Error::other(format!("records {at}..{end} missing from the log")));
+        }
+        let mut last_end = at;
+        for b in split_batches(&r.records) {
+            let (h, _) = b.map_err(|e| io::Error::other(e.to_string()))?;
+            last_end = h.last_offset() + 1;
+        }
+        at = last_end;
+        parts.push(r.records);
+    }
+    Ok(match parts.len() {
+        1 => parts.pop().unwrap(),
+        _ => parts.concat().into(),
+    })
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_bounds(&range);
+        let metas: Vec<EntryMeta> = self.shared.index.read().range(start, end).cloned().collect();
+        let data_start = metas.iter().find(|m| m.kind == EntryKind::Data && m.end > m.start).map(|m| m.start);
+        let data_end = metas.iter().rev().find(|m| m.kind == EntryKind::Data && m.end > m.start).map(|m| m.end);
+        let records = match (data_start, data_end) {
+            (Some(s), Some(e)) => read_records(&self.shared.log, s, e)?,
+            _ => Bytes::new(),
+        };
+        // Cut the records into entries by batch boundaries.
+        let mut pos = 0usize;
+        let mut entries = Vec::with_capacity(metas.len());
+        for m in metas {
+            let payload = match m.kind {
+                EntryKind::Blank => EntryPayload::Blank,
+                EntryKind::Membership(mem) => EntryPayload::Membership(mem),
+                EntryKind::Data => {
+                    let from = pos;
+                    let mut next = m.start;
+                    while next < m.end {
+                        let rest = &records[pos..];
+                        let Some(b) = split_batches(rest).next() else {
+                            return Err(io::Error::other(format!("entry {} records end early", m.log_id)));
+                        };
+                        let (h, bytes) = b.map_err(|e| io::Error::other(e.to_string()))?;
+                        if h.base_offset != next {
+                            return Err(io::Error::other(format!(
+                                "entry {}: batch at offset {} where {next} was expected",
+                                m.log_id, h.base_offset
+                            )));
+                        }
+                        pos += bytes.len();
+                        next = h.last_offset() + 1;
+                    }
+                    EntryPayload::Normal(Batches(records.slice(from..pos)))
+                }
+            };
+            entries.push(Entry::new(m.log_id, payload));
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        Ok(self.shared.state.lock().0.vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let idx = self.shared.index.read();
+        let last_purged_log_id = idx.purged().map(|m| m.log_id);
+        let last_log_id = idx.last().map(|m| m.log_id);
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.shared.state.lock().0.vote = Some(*vote);
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || s.save_state(true)).await.map_err(io::Error::other)?
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        let due = {
+            let mut st = self.shared.state.lock();
+            st.0.committed = committed;
+            let due = st.1.is_none_or(|t| t.elapsed() >= COMMITTED_SAVE_INTERVAL);
+            if due {
+                st.1 = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            self.save_state(false)?;
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.shared.committed())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        {
+            let mut idx = self.shared.index.write();
+            for e in entries {
+                let start = idx.next_offset().unwrap_or_else(|| self.shared.log.log_end_offset());
+                let term = e.log_id.leader_id.term;
+                let (kind, end) = match e.payload {
+                    EntryPayload::Blank => (EntryKind::Blank, start),
+                    EntryPayload::Membership(m) => (EntryKind::Membership(m), start),
+                    EntryPayload::Normal(Batches(b)) if b.is_empty() => (EntryKind::Data, start),
+                    EntryPayload::Normal(Batches(b)) => {
+                        // Offsets and the epoch are stamped in place, so the batches need a
+                        // mutable copy; it is the one copy on the way to the file.
+                        let mut buf = b.to_vec();
+                        let info = self.shared.log.append(&mut buf, term as i32, None).map_err(to_io)?;
+                        if info.first_offset != start {
+                            return Err(io::Error::other(format!(
+                                "log end {} disagrees with entry index end {start}",
+                                info.first_offset
+                            )));
+                        }
+                        (EntryKind::Data, info.last_offset + 1)
+                    }
+                };
+                idx.push(EntryMeta { log_id: e.log_id, kind, start, end })?;
+            }
+        }
+        self.flush_tx.send(callback).map_err(|_| io::Error::other("log flusher stopped"))?;
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let cut = self.shared.index.write().truncate_after(last_log_id.map(|l| l.index))?;
+        if let Some(offset) = cut {
+            self.shared.log.truncate_to(offset).map_err(to_io)?;
+        }
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        // Only the index prefix goes: the records stay until retention deletes them, since
+        // consumers may still read them.
+        self.shared.index.write().purge_upto(log_id)
+    }
+}
