@@ -8,6 +8,9 @@ use std::time::Duration;
 use rill_protocol::messages::{RequestKind, ResponseKind};
 use rill_protocol::Request;
 
+use crate::cluster::{Cluster, Command};
+use crate::error::KafkaError;
+use crate::topics::Topic;
 use crate::config::BrokerConfig;
 use crate::groups::GroupCoordinator;
 use crate::handlers;
@@ -34,6 +37,8 @@ pub struct Broker {
     pub topics: Topics,
     /// Consumer groups and their committed offsets (`__consumer_offsets`).
     pub groups: Arc<GroupCoordinator>,
+    /// The metadata quorum and the Raft transport, when this node is part of a cluster.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Broker {
@@ -42,11 +47,79 @@ impl Broker {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())?;
         let groups = GroupCoordinator::open(&topics, &config)?;
-        Ok(Arc::new(Broker { config, topics, groups }))
+        Ok(Arc::new(Broker { config, topics, groups, cluster: None }))
+    }
+
+    /// Starts a broker: [`Broker::open`] on a single node; in a cluster (when
+    /// `controller.quorum.voters` is set) joins the metadata quorum first, and topics appear
+    /// as the metadata log is applied.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        if !config.is_cluster() {
+            return Self::open(config);
+        }
+        let cluster = Cluster::start(&config).await?;
+        let config = Arc::new(config);
+        let topics = Topics::open(config.clone())?;
+        let groups = GroupCoordinator::open_cluster(&config)?;
+        let broker = Arc::new(Broker { config, topics, groups, cluster: Some(cluster.clone()) });
+        cluster.run(&broker);
+        Ok(broker)
     }
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// Whether `id` names a node of this cluster (this node on a single node).
+    pub fn is_node(&self, id: i32) -> bool {
+        match &self.cluster {
+            Some(c) => c.voters.contains_key(&id),
+            None => id == self.node_id(),
+        }
+    }
+
+    /// Creates a topic: locally on a single node; in a cluster through the metadata quorum.
+    /// Admin operations are rare, so in a cluster the handler's worker thread waits for the
+    /// quorum (`block_in_place`) rather than making every admin handler async.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<Arc<Topic>, KafkaError> {
+        let Some(c) = &self.cluster else { return self.topics.create(name, partitions, configs) };
+        if self.topics.get(name).is_some() {
+            return Err(KafkaError::TopicAlreadyExists(name.to_string()));
+        }
+        let id = uuid::Uuid::new_v4();
+        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, configs };
+        block_on(c.propose_and_wait(&cmd))?;
+        match self.topics.get(name) {
+            Some(t) if t.id == id => Ok(t),
+            Some(_) => Err(KafkaError::TopicAlreadyExists(name.to_string())),
+            None => Err(KafkaError::NotController("the topic was not created".into())),
+        }
+    }
+
+    pub fn delete_topic(&self, name: &str, id: uuid::Uuid) -> Result<(), KafkaError> {
+        let Some(c) = &self.cluster else { return self.topics.delete(name).map(|_| ()) };
+        block_on(c.propose_and_wait(&Command::DeleteTopic { name: name.to_string(), id }))
+    }
+
+    pub fn add_partitions(&self, name: &str, count: i32) -> Result<(), KafkaError> {
+        let Some(c) = &self.cluster else { return self.topics.add_partitions(name, count) };
+        let t = self.topics.get(name).ok_or(KafkaError::UnknownTopicOrPartition)?;
+        block_on(c.propose_and_wait(&Command::SetPartitions { name: name.to_string(), id: t.id, partitions: count }))
+    }
+
+    pub fn set_topic_configs(
+        &self,
+        name: &str,
+        configs: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), KafkaError> {
+        let Some(c) = &self.cluster else { return self.topics.set_configs(name, configs) };
+        let t = self.topics.get(name).ok_or(KafkaError::UnknownTopicOrPartition)?;
+        block_on(c.propose_and_wait(&Command::SetConfigs { name: name.to_string(), id: t.id, configs }))
     }
 
     /// Serves one request of a connection. Requests of a connection are applied one at a time
@@ -56,7 +129,7 @@ impl Broker {
         let version = req.version();
         match req.body {
             RequestKind::Produce(r) => {
-                let started = handlers::produce::start(self, r, version);
+                let started = handlers::produce::start(self, r, version).await;
                 if started.is_done() {
                     Reply::Now(started.finish().await.map(Into::into))
                 } else {
@@ -73,7 +146,7 @@ impl Broker {
         let api_key = req.api_key;
         let resp = match req.body {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(r, version).into(),
-            RequestKind::Metadata(r) => handlers::metadata::handle(self, r, version, ctx).into(),
+            RequestKind::Metadata(r) => handlers::metadata::handle(self, r, version, ctx).await.into(),
             RequestKind::Produce(r) => return handlers::produce::handle(self, r, version).await.map(Into::into),
             RequestKind::Fetch(r) => handlers::fetch::handle(self, r, version).await.into(),
             RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, r, version).into(),
@@ -155,6 +228,11 @@ impl Broker {
                 continue;
             }
             for p in &t.partitions {
+                if p.replica.is_some() {
+                    // Retention on a replicated log must be agreed through Raft (a purge at a
+                    // segment boundary); until that lands, replicated partitions keep their data.
+                    continue;
+                }
                 match p.log.enforce_retention(now) {
                     Ok(0) => {}
                     Ok(n) => {
@@ -167,6 +245,12 @@ impl Broker {
             }
         }
     }
+}
+
+/// Runs an admin future to completion from synchronous handler code on a multi-threaded
+/// runtime (see [`Broker::create_topic`]).
+fn block_on<T>(f: impl Future<Output = T>) -> T {
+    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 
 pub fn now_ms() -> i64 {

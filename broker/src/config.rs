@@ -67,6 +67,9 @@ pub struct BrokerConfig {
     /// Requests a connection may have in flight before the broker stops reading from it.
     pub max_inflight_requests_per_connection: usize,
     pub log_retention_check_interval_ms: u64,
+    /// `controller.quorum.voters`: node id to Raft address. Empty for a single node.
+    pub quorum_voters: BTreeMap<i32, String>,
+    pub rack: Option<String>,
     /// Every key that was set, for DescribeConfigs (as STATIC_BROKER_CONFIG) and for topic defaults.
     pub raw: BTreeMap<String, String>,
 }
@@ -114,6 +117,12 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("group.consumer.assignors", "uniform,range"),
     ("group.consumer.max.size", "2147483647"),
     ("offsets.topic.num.partitions", "50"),
+    // Cluster mode: the metadata quorum, as `id@host:port` of each node's Raft listener (like
+    // KRaft's controller.quorum.voters). Empty means a single embedded node.
+    ("controller.quorum.voters", ""),
+    ("broker.rack", ""),
+    ("rill.raft.heartbeat.interval.ms", "500"),
+    ("rill.raft.election.timeout.ms", "2000"),
     ("offsets.retention.minutes", "10080"),
     ("offsets.retention.check.interval.ms", "600000"),
 ];
@@ -187,6 +196,28 @@ impl BrokerConfig {
             });
         }
         let cluster_id = Some(get("cluster.id")).filter(|s| !s.is_empty());
+        let voters_raw = get("controller.quorum.voters");
+        let mut quorum_voters = BTreeMap::new();
+        for v in voters_raw.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let invalid = |message: &str| ConfigError::Invalid {
+                key: "controller.quorum.voters".into(),
+                value: voters_raw.clone(),
+                message: message.to_string(),
+            };
+            let (id, addr) = v.split_once('@').ok_or_else(|| invalid("expected id@host:port,..."))?;
+            let id: i32 = id.trim().parse().map_err(|_| invalid("node id is not a number"))?;
+            if !addr.contains(':') {
+                return Err(invalid("expected id@host:port"));
+            }
+            quorum_voters.insert(id, addr.trim().to_string());
+        }
+        if !quorum_voters.is_empty() && !quorum_voters.contains_key(&node_id) {
+            return Err(ConfigError::Invalid {
+                key: "controller.quorum.voters".into(),
+                value: voters_raw,
+                message: format!("node.id {node_id} is not one of the voters"),
+            });
+        }
         Ok(BrokerConfig {
             node_id,
             cluster_id,
@@ -207,8 +238,15 @@ impl BrokerConfig {
                 "log.retention.check.interval.ms",
                 &get("log.retention.check.interval.ms"),
             )?,
+            quorum_voters,
+            rack: Some(get("broker.rack")).filter(|s| !s.is_empty()),
             raw,
         })
+    }
+
+    /// True when this node is part of a Raft cluster (`controller.quorum.voters` is set).
+    pub fn is_cluster(&self) -> bool {
+        !self.quorum_voters.is_empty()
     }
 
     /// The effective value of a broker key (set or default).

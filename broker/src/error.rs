@@ -50,6 +50,12 @@ pub enum KafkaError {
     PolicyViolation(String),
     #[error("{0}")]
     UnsupportedForMessageFormat(String),
+    #[error("This server is not the leader for that topic-partition.")]
+    NotLeaderOrFollower,
+    #[error("There is no leader for this topic-partition as we are in the middle of a leadership election.")]
+    LeaderNotAvailable,
+    #[error("The metadata quorum is not available: {0}")]
+    NotController(String),
 }
 
 impl From<StorageError> for KafkaError {
@@ -80,6 +86,10 @@ impl KafkaError {
             InvalidTopic(_) => ResponseError::InvalidTopicException,
             InvalidPartitions(_) => ResponseError::InvalidPartitions,
             InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            NotLeaderOrFollower => ResponseError::NotLeaderOrFollower,
+            LeaderNotAvailable => ResponseError::LeaderNotAvailable,
+            // Retriable for every client: they refresh metadata and try again.
+            NotController(_) => ResponseError::RequestTimedOut,
             InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
             InvalidConfig(_) => ResponseError::InvalidConfig,
             InvalidRequest(_) => ResponseError::InvalidRequest,

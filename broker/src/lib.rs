@@ -7,6 +7,7 @@
 //! shared by concurrent producers (group commit).
 
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod groups;

@@ -92,6 +92,26 @@ impl ProducerStates {
         }
         entry.batches.push_back(BatchRecord { first_seq, last_seq, base_offset });
     }
+
+    /// Cluster mode records a batch before it is committed (so the producer's next in-flight
+    /// batch passes the sequence check) and fills in its offset here once it is.
+    pub fn set_offset(&mut self, producer_id: i64, epoch: i16, first_seq: i32, base_offset: i64) {
+        if let Some(e) = self.producers.get_mut(&producer_id).filter(|e| e.epoch == epoch) {
+            if let Some(b) = e.batches.iter_mut().find(|b| b.first_seq == first_seq) {
+                b.base_offset = base_offset;
+            }
+        }
+    }
+
+    /// Drops a batch recorded ahead of a commit that failed, and every later one, so retries
+    /// are appended rather than taken for duplicates.
+    pub fn forget_from(&mut self, producer_id: i64, epoch: i16, first_seq: i32) {
+        if let Some(e) = self.producers.get_mut(&producer_id).filter(|e| e.epoch == epoch) {
+            if let Some(i) = e.batches.iter().position(|b| b.first_seq == first_seq) {
+                e.batches.truncate(i);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

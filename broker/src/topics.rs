@@ -32,11 +32,59 @@ pub struct Partition {
     pub topic: String,
     pub index: i32,
     pub dir: PathBuf,
-    pub log: PartitionLog,
-    /// Woken on every append so long-polling fetches can answer early.
+    pub log: Arc<PartitionLog>,
+    /// In a cluster: the partition's Raft group (whose log is `log`). `None` on a single node.
+    pub replica: Option<rill_raft::group::Group>,
+    /// Woken on every append (on a cluster: every high watermark move) so long-polling
+    /// fetches can answer early.
     pub appended: Notify,
     /// Held across the idempotence check and the append so both see the same log end.
     pub producers: Mutex<ProducerStates>,
+    /// Cluster mode: the term `producers` was built in. Producer state is not replicated yet,
+    /// so a new leader starts it afresh.
+    pub producers_term: std::sync::atomic::AtomicU64,
+}
+
+impl Partition {
+    /// Kafka's high watermark: what consumers may read. On a single node every append is
+    /// visible at once; in a cluster, what a quorum has committed.
+    pub fn high_watermark(&self) -> i64 {
+        match &self.replica {
+            Some(g) => g.shared.high_watermark(),
+            None => self.log.log_end_offset(),
+        }
+    }
+
+    /// The leader epoch: the Raft term in a cluster.
+    pub fn leader_epoch(&self) -> i32 {
+        match &self.replica {
+            Some(g) => g.term() as i32,
+            None => crate::handlers::metadata::LEADER_EPOCH,
+        }
+    }
+
+    /// Produce and fetch are served by the leader only.
+    pub fn check_leader(&self) -> Result<(), KafkaError> {
+        match &self.replica {
+            Some(g) if !g.is_leader() => {
+                Err(if g.leader().is_some() { KafkaError::NotLeaderOrFollower } else { KafkaError::LeaderNotAvailable })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// KIP-320: a client that knows a newer epoch than ours is ahead of us (retriable); one
+    /// that knows an older epoch is behind (must refresh metadata). -1 means "no epoch known".
+    pub fn check_epoch(&self, current_leader_epoch: i32) -> Result<(), rill_protocol::ResponseError> {
+        let epoch = self.leader_epoch();
+        if current_leader_epoch < 0 || current_leader_epoch == epoch {
+            Ok(())
+        } else if current_leader_epoch > epoch {
+            Err(rill_protocol::ResponseError::UnknownLeaderEpoch)
+        } else {
+            Err(rill_protocol::ResponseError::FencedLeaderEpoch)
+        }
+    }
 }
 
 /// A topic as readers see it; replaced wholesale on change.
@@ -144,7 +192,9 @@ impl Topics {
             producer_ids: Mutex::new(ProducerIds { next, block_end: next }),
         };
         let mut index = Index::default();
-        for rec in &catalogue.topics {
+        // In a cluster the topics come from the metadata log; the file only mirrors them.
+        let local_topics = if topics.config.is_cluster() { &[][..] } else { &catalogue.topics[..] };
+        for rec in local_topics {
             let topic = Arc::new(topics.build_topic(rec, &[])?);
             index.by_id.insert(topic.id, topic.clone());
             index.by_name.insert(topic.name.clone(), topic);
@@ -181,7 +231,7 @@ impl Topics {
         v
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+    pub(crate) fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         let name = format!("{topic}-{partition}");
         for dir in &self.config.log_dirs {
             let p = dir.join(&name);
@@ -206,14 +256,16 @@ impl Topics {
                 continue;
             }
             let dir = self.partition_dir(&rec.name, i);
-            let log = PartitionLog::open(&dir, settings.log.clone())?;
+            let log = Arc::new(PartitionLog::open(&dir, settings.log.clone())?);
             partitions.push(Arc::new(Partition {
                 topic: rec.name.clone(),
                 index: i,
                 dir,
                 log,
+                replica: None,
                 appended: Notify::new(),
                 producers: Mutex::new(ProducerStates::default()),
+                producers_term: std::sync::atomic::AtomicU64::new(0),
             }));
         }
         Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions })
@@ -326,9 +378,30 @@ impl Topics {
         Ok(())
     }
 
+    /// Publishes a topic built elsewhere (cluster mode: from a metadata command), replacing
+    /// any topic of the same name.
+    pub fn install(&self, topic: Topic) -> Result<(), KafkaError> {
+        let _w = self.writer.lock();
+        let topic = Arc::new(topic);
+        let mut next = clone_index(&self.index.read());
+        if let Some(old) = next.by_name.insert(topic.name.clone(), topic.clone()) {
+            next.by_id.remove(&old.id);
+        }
+        next.by_id.insert(topic.id, topic);
+        self.persist(&next, self.producer_block())?;
+        *self.index.write() = next;
+        Ok(())
+    }
+
     /// A fresh producer id for an idempotent producer. Ids are reserved a block at a time in
-    /// the catalogue, so ids are never reused across restarts.
+    /// the catalogue, so ids are never reused across restarts. In a cluster each node draws
+    /// from its own range (node id in the high bits), so no coordination is needed.
     pub fn allocate_producer_id(&self) -> Result<i64, KafkaError> {
+        let id = self.allocate_local_producer_id()?;
+        Ok(if self.config.is_cluster() { ((self.config.node_id as i64) << 40) | id } else { id })
+    }
+
+    fn allocate_local_producer_id(&self) -> Result<i64, KafkaError> {
         let mut ids = self.producer_ids.lock();
         if ids.next >= ids.block_end {
             let _w = self.writer.lock();
@@ -399,7 +472,15 @@ fn load_or_create_meta(dir: &Path, config: &BrokerConfig) -> anyhow::Result<Stri
             Ok(cluster)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster = config.cluster_id.clone().unwrap_or_else(new_cluster_id);
+            let cluster = config.cluster_id.clone().unwrap_or_else(|| {
+                if config.is_cluster() {
+                    // Every node must report the same id without talking first: derive it
+                    // from the voter list they share.
+                    cluster_id_from(&format!("{:?}", config.quorum_voters))
+                } else {
+                    new_cluster_id()
+                }
+            });
             let text = format!("version=1\ncluster.id={cluster}\nnode.id={}\n", config.node_id);
             write_atomically(&path, text.as_bytes())?;
             Ok(cluster)
@@ -410,9 +491,19 @@ fn load_or_create_meta(dir: &Path, config: &BrokerConfig) -> anyhow::Result<Stri
 
 /// Kafka cluster ids are 16 random bytes in URL-safe base64 without padding (22 chars).
 fn new_cluster_id() -> String {
+    encode_cluster_id(u128::from_be_bytes(Uuid::new_v4().into_bytes()))
+}
+
+/// A cluster id derived from `seed` (FNV-1a, twice with different offsets).
+fn cluster_id_from(seed: &str) -> String {
+    let fnv = |basis: u64| {
+        seed.bytes().fold(basis, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    };
+    encode_cluster_id(((fnv(0xcbf2_9ce4_8422_2325) as u128) << 64) | fnv(0x6c62_272e_07bb_0142) as u128)
+}
+
+fn encode_cluster_id(mut bits: u128) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = Uuid::new_v4().into_bytes();
-    let mut bits: u128 = u128::from_be_bytes(bytes);
     let mut out = String::with_capacity(22);
     for _ in 0..22 {
         out.push(ALPHABET[(bits >> 122) as usize & 63] as char);

@@ -204,7 +204,7 @@ fn run_broker(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rill").build()?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
-        let broker = rill_broker::Broker::open(config)?;
+        let broker = rill_broker::Broker::start(config).await?;
         tracing::info!(
             node_id = broker.node_id(),
             cluster_id = broker.topics.cluster_id(),

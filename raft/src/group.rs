@@ -101,13 +101,40 @@ impl Group {
     /// Proposes record batches; returns once they are committed (and applied) with the Kafka
     /// offsets they got.
     pub async fn write(&self, batches: Bytes) -> Result<Appended, WriteError> {
+        self.write_indexed(batches).await.map(|(_, a)| a)
+    }
+
+    /// Like [`Group::write`], also returning the entry's Raft index.
+    pub async fn write_indexed(&self, batches: Bytes) -> Result<(u64, Appended), WriteError> {
         match self.raft.client_write(crate::Batches(batches)).await {
-            Ok(resp) => Ok(resp.data),
+            Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(WriteError::NotLeader { leader: f.leader_id })
             }
             Err(e) => Err(WriteError::Fatal(e.to_string())),
         }
+    }
+
+    /// Queues record batches for replication and returns at once (so a connection's produce
+    /// requests enter the log in arrival order); the returned future resolves when they are
+    /// committed.
+    pub async fn submit(
+        &self,
+        batches: Bytes,
+    ) -> Result<impl std::future::Future<Output = Result<Appended, WriteError>> + Send + 'static, WriteError> {
+        let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
+        self.raft
+            .client_write_ff(crate::Batches(batches), Some(responder))
+            .await
+            .map_err(|e| WriteError::Fatal(e.to_string()))?;
+        Ok(async move {
+            match rx.await {
+                Ok(Ok(resp)) => Ok(resp.data),
+                Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(WriteError::NotLeader { leader: f.leader_id }),
+                Ok(Err(e)) => Err(WriteError::Fatal(e.to_string())),
+                Err(_) => Err(WriteError::Fatal("raft group stopped".into())),
+            }
+        })
     }
 
     pub fn is_leader(&self) -> bool {

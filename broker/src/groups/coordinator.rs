@@ -28,7 +28,8 @@ use super::offsets_log::{GroupValue, OffsetValue, OffsetsLog, OffsetsRecord, Sto
 use super::state::{Action, Group, GroupLimits, JoinRequest, JoinResult, Phase, Reply, SyncResult};
 use crate::broker::now_ms;
 use crate::config::{parse_num, BrokerConfig};
-use crate::topics::Topics;
+use crate::error::KafkaError;
+use crate::topics::{Partition, Topics};
 
 /// Answers a waiting JoinGroup/SyncGroup.
 pub type Responder = oneshot::Sender<Reply>;
@@ -146,6 +147,9 @@ pub struct GroupCoordinator {
     config: CoordinatorConfig,
     log: OffsetsLog,
     groups: Mutex<HashMap<String, Arc<Mutex<GroupEntry>>>>,
+    /// In a cluster: the `__consumer_offsets` partitions this node leads and has loaded, with
+    /// the term it loaded them in. `None` on a single node, which coordinates every group.
+    loaded: Option<Mutex<HashMap<usize, u64>>>,
 }
 
 impl GroupCoordinator {
@@ -170,16 +174,138 @@ impl GroupCoordinator {
             config,
             log: OffsetsLog::new(topic.partitions.clone()),
             groups: Mutex::new(HashMap::new()),
+            loaded: None,
         };
         let started = std::time::Instant::now();
-        let now = now_ms();
         let mut loaded: HashMap<String, GroupEntry> = HashMap::new();
-        let records = coordinator.log.replay(|log_offset, rec| {
+        let mut records = 0;
+        for p in coordinator.log.partitions() {
+            records += coordinator.load_partition(&p, &mut loaded)?;
+        }
+        tracing::info!(
+            groups = loaded.len(),
+            records,
+            ms = started.elapsed().as_millis() as u64,
+            "loaded consumer groups from {OFFSETS_TOPIC}"
+        );
+        *coordinator.groups.lock() = loaded.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
+        Ok(Arc::new(coordinator))
+    }
+
+    /// Cluster mode: a coordinator without groups until `__consumer_offsets` exists (see
+    /// [`GroupCoordinator::attach`]); then it coordinates the groups of the partitions it leads.
+    pub fn open_cluster(broker_config: &BrokerConfig) -> anyhow::Result<Arc<Self>> {
+        Ok(Arc::new(GroupCoordinator {
+            config: CoordinatorConfig::from_broker(broker_config)?,
+            log: OffsetsLog::new(Vec::new()),
+            groups: Mutex::new(HashMap::new()),
+            loaded: Some(Mutex::new(HashMap::new())),
+        }))
+    }
+
+    /// Cluster mode: starts coordinating on `__consumer_offsets`' partitions. A watcher per
+    /// partition loads its groups when this node becomes its leader and drops them when it
+    /// stops being the leader.
+    pub fn attach(self: &Arc<Self>, partitions: Vec<Arc<Partition>>) {
+        self.log.attach(partitions.clone());
+        for (k, p) in partitions.into_iter().enumerate() {
+            let me = Arc::downgrade(self);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    let Some(me) = me.upgrade() else { return };
+                    let Some(g) = &p.replica else { return };
+                    let loaded_term = me.loaded.as_ref().and_then(|l| l.lock().get(&k).copied());
+                    if g.is_leader() {
+                        let term = g.term();
+                        // Load once the new term's first entry is committed: then the high
+                        // watermark covers everything earlier leaders wrote.
+                        if loaded_term != Some(term) && p.high_watermark() >= p.log.log_end_offset() {
+                            if let Err(e) = me.load_as_leader(k, &p, term) {
+                                tracing::error!(partition = k, error = %e, "loading consumer groups failed");
+                            }
+                        }
+                    } else if loaded_term.is_some() {
+                        me.unload(k);
+                    }
+                }
+            });
+        }
+    }
+
+    fn load_as_leader(&self, k: usize, p: &Partition, term: u64) -> anyhow::Result<()> {
+        let mut fresh = HashMap::new();
+        let records = self.load_partition(p, &mut fresh)?;
+        let n = self.log.partitions().len();
+        let mut groups = self.groups.lock();
+        groups.retain(|id, _| super::offsets_log::partition_for(id, n) != k);
+        let count = fresh.len();
+        groups.extend(fresh.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))));
+        drop(groups);
+        if let Some(l) = &self.loaded {
+            l.lock().insert(k, term);
+        }
+        tracing::info!(partition = k, term, groups = count, records, "now coordinating {OFFSETS_TOPIC} partition");
+        Ok(())
+    }
+
+    fn unload(&self, k: usize) {
+        if let Some(l) = &self.loaded {
+            l.lock().remove(&k);
+        }
+        let n = self.log.partitions().len();
+        let mut groups = self.groups.lock();
+        let gone: Vec<String> =
+            groups.keys().filter(|id| super::offsets_log::partition_for(id, n) == k).cloned().collect();
+        for id in gone {
+            if let Some(e) = groups.remove(&id) {
+                e.lock().removed = true;
+            }
+        }
+        tracing::info!(partition = k, "no longer coordinating {OFFSETS_TOPIC} partition");
+    }
+
+    /// Whether this node coordinates `group` now: always on a single node; in a cluster when
+    /// it leads the group's offsets partition and has loaded it.
+    pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
+        let Some(loaded) = &self.loaded else { return Ok(()) };
+        let Some(p) = self.log.partition_of(group) else { return Err(ResponseError::CoordinatorNotAvailable) };
+        let k = p.index as usize;
+        match &p.replica {
+            Some(g) if g.is_leader() => {
+                if loaded.lock().get(&k) == Some(&g.term()) {
+                    Ok(())
+                } else {
+                    Err(ResponseError::CoordinatorLoadInProgress)
+                }
+            }
+            _ => Err(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// The node coordinating `group`: this one on a single node; in a cluster the leader of
+    /// the group's offsets partition, if any.
+    pub fn coordinator_of(&self, group: &str, me: i32) -> Option<i32> {
+        if self.loaded.is_none() {
+            return Some(me);
+        }
+        let p = self.log.partition_of(group)?;
+        p.replica.as_ref()?.leader().map(|l| l as i32)
+    }
+
+    fn is_cluster(&self) -> bool {
+        self.loaded.is_some()
+    }
+
+    /// Replays one offsets partition into `loaded`.
+    fn load_partition(&self, p: &Partition, loaded: &mut HashMap<String, GroupEntry>) -> anyhow::Result<usize> {
+        let now = now_ms();
+        OffsetsLog::replay_partition(p, |log_offset, rec| {
             let group = rec.group().to_string();
             match rec {
                 OffsetsRecord::Offset { topic, partition, value, .. } => match value {
                     Some(value) => {
-                        let e = loaded.entry(group.clone()).or_insert_with(|| coordinator.new_entry(&group, now));
+                        let e = loaded.entry(group.clone()).or_insert_with(|| self.new_entry(&group, now));
                         e.offsets.insert((topic, partition), Committed { value, log_offset });
                     }
                     None => {
@@ -189,7 +315,7 @@ impl GroupCoordinator {
                     }
                 },
                 OffsetsRecord::Group { value: Some(v), .. } => {
-                    let e = loaded.entry(group.clone()).or_insert_with(|| coordinator.new_entry(&group, now));
+                    let e = loaded.entry(group.clone()).or_insert_with(|| self.new_entry(&group, now));
                     // Members are not restored: live clients get UNKNOWN_MEMBER_ID and rejoin.
                     e.group.generation = v.generation;
                     e.group.protocol_type = Some(v.protocol_type).filter(|p| !p.is_empty());
@@ -199,15 +325,7 @@ impl GroupCoordinator {
                     loaded.remove(&group);
                 }
             }
-        })?;
-        tracing::info!(
-            groups = loaded.len(),
-            records,
-            ms = started.elapsed().as_millis() as u64,
-            "loaded consumer groups from {OFFSETS_TOPIC}"
-        );
-        *coordinator.groups.lock() = loaded.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
-        Ok(Arc::new(coordinator))
+        })
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -280,6 +398,16 @@ impl GroupCoordinator {
 
     /// Appends records whose durability nobody waits for (group metadata, tombstones).
     fn append_in_background(&self, group: &str, records: &[OffsetsRecord]) {
+        if self.is_cluster() {
+            let Some(p) = self.log.partition_of(group) else { return };
+            let (group, records) = (group.to_string(), records.to_vec());
+            tokio::spawn(async move {
+                if let Err(e) = OffsetsLog::write_replicated(&p, &records, now_ms()).await {
+                    tracing::warn!(group, error = %e, "cannot write to {OFFSETS_TOPIC}");
+                }
+            });
+            return;
+        }
         match self.log.append(group, records, now_ms()) {
             Ok(a) => {
                 if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -514,44 +642,60 @@ impl GroupCoordinator {
             return Err(ResponseError::IllegalGeneration);
         }
         let entry = self.get_or_create(group_id);
-        let appended = {
-            let mut e = entry.lock();
+        let now = now_ms();
+        let records: Vec<OffsetsRecord> = offsets
+            .iter()
+            .map(|(t, p, v)| OffsetsRecord::Offset {
+                group: group_id.to_string(),
+                topic: t.clone(),
+                partition: *p,
+                value: Some(v.clone()),
+            })
+            .collect();
+        let validate = |e: &mut GroupEntry| -> Result<(), ResponseError> {
             if e.removed {
                 return Err(ResponseError::CoordinatorNotAvailable);
             }
-            let now = now_ms();
             match &e.consumer {
-                Some(c) => c.validate_commit(member_id, generation)?,
-                None => e.group.validate_commit(generation, member_id, instance_id, now)?,
+                Some(c) => c.validate_commit(member_id, generation),
+                None => e.group.validate_commit(generation, member_id, instance_id, now),
             }
-            let records: Vec<OffsetsRecord> = offsets
-                .iter()
-                .map(|(t, p, v)| OffsetsRecord::Offset {
-                    group: group_id.to_string(),
-                    topic: t.clone(),
-                    partition: *p,
-                    value: Some(v.clone()),
-                })
-                .collect();
-            self.log.append(group_id, &records, now).map_err(|e| {
-                tracing::error!(group = group_id, error = %e, "offset commit append failed");
-                ResponseError::KafkaStorageError
-            })?
         };
-        let p = appended.partition.clone();
-        let upto = appended.sync_upto;
-        match tokio::task::spawn_blocking(move || p.log.sync(upto)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::error!(group = group_id, error = %e, "offset commit fsync failed");
-                return Err(ResponseError::KafkaStorageError);
+        let first_offset = if self.is_cluster() {
+            validate(&mut entry.lock())?;
+            // Committed once a quorum of the offsets partition's replicas has it.
+            self.log.append_replicated(group_id, &records, now).await.map_err(|e| match e {
+                KafkaError::NotLeaderOrFollower | KafkaError::LeaderNotAvailable => ResponseError::NotCoordinator,
+                other => {
+                    tracing::error!(group = group_id, error = %other, "offset commit failed");
+                    ResponseError::KafkaStorageError
+                }
+            })?
+        } else {
+            let appended = {
+                let mut e = entry.lock();
+                validate(&mut e)?;
+                self.log.append(group_id, &records, now).map_err(|e| {
+                    tracing::error!(group = group_id, error = %e, "offset commit append failed");
+                    ResponseError::KafkaStorageError
+                })?
+            };
+            let p = appended.partition.clone();
+            let upto = appended.sync_upto;
+            match tokio::task::spawn_blocking(move || p.log.sync(upto)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(group = group_id, error = %e, "offset commit fsync failed");
+                    return Err(ResponseError::KafkaStorageError);
+                }
+                Err(_) => return Err(ResponseError::KafkaStorageError),
             }
-            Err(_) => return Err(ResponseError::KafkaStorageError),
-        }
+            appended.first_offset
+        };
         let mut e = entry.lock();
         if !e.removed {
             for (i, (t, p, v)) in offsets.into_iter().enumerate() {
-                let log_offset = appended.first_offset + i as i64;
+                let log_offset = first_offset + i as i64;
                 let slot = e.offsets.entry((t, p)).or_insert(Committed { value: v.clone(), log_offset });
                 if slot.log_offset <= log_offset {
                     *slot = Committed { value: v, log_offset };

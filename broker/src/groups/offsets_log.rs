@@ -259,31 +259,63 @@ impl OffsetsRecord {
     }
 }
 
-/// The partitions of `__consumer_offsets`.
+/// The partitions of `__consumer_offsets` (in a cluster: attached once the topic exists).
 pub struct OffsetsLog {
-    partitions: Vec<Arc<Partition>>,
+    partitions: parking_lot::RwLock<Vec<Arc<Partition>>>,
 }
 
 impl OffsetsLog {
     pub fn new(partitions: Vec<Arc<Partition>>) -> Self {
-        OffsetsLog { partitions }
+        OffsetsLog { partitions: parking_lot::RwLock::new(partitions) }
     }
 
-    pub fn partition_of(&self, group: &str) -> &Arc<Partition> {
-        &self.partitions[partition_for(group, self.partitions.len())]
+    pub fn attach(&self, partitions: Vec<Arc<Partition>>) {
+        *self.partitions.write() = partitions;
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().clone()
+    }
+
+    /// The partition holding `group`'s records, if the topic exists yet.
+    pub fn partition_of(&self, group: &str) -> Option<Arc<Partition>> {
+        let parts = self.partitions.read();
+        (!parts.is_empty()).then(|| parts[partition_for(group, parts.len())].clone())
+    }
+
+    fn batch(records: &[OffsetsRecord], now: i64) -> bytes::BytesMut {
+        let encoded: Vec<_> = records.iter().map(OffsetsRecord::encode).collect();
+        let ins: Vec<RecordIn<'_>> = encoded
+            .iter()
+            .map(|(k, v)| RecordIn { key: Some(k), value: v.as_deref(), headers: &[], timestamp: now })
+            .collect();
+        records::encode_batch(&ins, &EncodeOptions::default())
+    }
+
+    /// Cluster mode: appends `records` through the partition's Raft group; returns the offset
+    /// of the first record once a quorum has it.
+    pub async fn append_replicated(&self, group: &str, records: &[OffsetsRecord], now: i64) -> Result<i64, KafkaError> {
+        let p = self.partition_of(group).ok_or(KafkaError::LeaderNotAvailable)?;
+        Self::write_replicated(&p, records, now).await
+    }
+
+    /// Appends `records` through `p`'s Raft group (see [`OffsetsLog::append_replicated`]).
+    pub async fn write_replicated(p: &Partition, records: &[OffsetsRecord], now: i64) -> Result<i64, KafkaError> {
+        let replica = p.replica.as_ref().ok_or(KafkaError::NotLeaderOrFollower)?;
+        let batch = Self::batch(records, now).freeze();
+        match replica.write(batch).await {
+            Ok(a) => Ok(a.base_offset),
+            Err(rill_raft::group::WriteError::NotLeader { .. }) => Err(KafkaError::NotLeaderOrFollower),
+            Err(e) => Err(KafkaError::InvalidRequest(e.to_string())),
+        }
     }
 
     /// Appends `records` (all of one group) as one batch. Does not fsync: returns the
     /// partition and the offset to [`rill_storage::PartitionLog::sync`] up to, and the offset
     /// of the first record.
     pub fn append(&self, group: &str, records: &[OffsetsRecord], now: i64) -> Result<Appended, KafkaError> {
-        let p = self.partition_of(group).clone();
-        let encoded: Vec<_> = records.iter().map(OffsetsRecord::encode).collect();
-        let ins: Vec<RecordIn<'_>> = encoded
-            .iter()
-            .map(|(k, v)| RecordIn { key: Some(k), value: v.as_deref(), headers: &[], timestamp: now })
-            .collect();
-        let mut batch = records::encode_batch(&ins, &EncodeOptions::default());
+        let p = self.partition_of(group).ok_or(KafkaError::LeaderNotAvailable)?;
+        let mut batch = Self::batch(records, now);
         let info = p.log.append(&mut batch, crate::handlers::metadata::LEADER_EPOCH, None)?;
         p.appended.notify_waiters();
         Ok(Appended { partition: p, first_offset: info.first_offset, sync_upto: info.last_offset + 1 })
@@ -292,9 +324,18 @@ impl OffsetsLog {
     /// Replays every partition, oldest record first, calling `f` for each record.
     pub fn replay(&self, mut f: impl FnMut(i64, OffsetsRecord)) -> anyhow::Result<usize> {
         let mut n = 0;
-        for p in &self.partitions {
+        for p in self.partitions() {
+            n += Self::replay_partition(&p, &mut f)?;
+        }
+        Ok(n)
+    }
+
+    /// Replays one partition's committed records (up to its high watermark).
+    pub fn replay_partition(p: &Partition, mut f: impl FnMut(i64, OffsetsRecord)) -> anyhow::Result<usize> {
+        let mut n = 0;
+        {
             let mut at = p.log.log_start_offset();
-            let end = p.log.log_end_offset();
+            let end = p.high_watermark();
             while at < end {
                 let read = p.log.read(at, 1 << 20, end)?;
                 if read.records.is_empty() {

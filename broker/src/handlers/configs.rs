@@ -154,7 +154,7 @@ fn apply_topic(
     if validate_only {
         return Ok(());
     }
-    broker.topics.set_configs(name, configs)
+    broker.set_topic_configs(name, configs)
 }
 
 fn broker_not_alterable() -> KafkaError {

@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::error::KafkaError;
-use crate::handlers::metadata::check_leader_epoch;
 use crate::topics::Partition;
 
 /// Upper bound on how long a fetch may wait, whatever the client asks.
@@ -49,18 +48,22 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> (Vec<FetchableTopicResponse>
                 .with_last_stable_offset(-1)
                 .with_log_start_offset(-1)
                 .with_records(Some(Bytes::new()));
-            let p = match (&wp.target, check_leader_epoch(wp.current_leader_epoch)) {
-                (Err(e), _) => {
+            let p = match &wp.target {
+                Err(e) => {
                     parts.push(pd.with_error_code(e.code()));
                     continue;
                 }
-                (_, Err(e)) => {
-                    parts.push(pd.with_error_code(e.code()));
-                    continue;
-                }
-                (Ok(p), Ok(())) => p,
+                Ok(p) => p,
             };
-            let hw = p.log.log_end_offset();
+            if let Err(e) = p.check_leader() {
+                parts.push(pd.with_error_code(e.code()));
+                continue;
+            }
+            if let Err(e) = p.check_epoch(wp.current_leader_epoch) {
+                parts.push(pd.with_error_code(e.code()));
+                continue;
+            }
+            let hw = p.high_watermark();
             pd = pd.with_high_watermark(hw).with_last_stable_offset(hw);
             // KIP-74: the first partition with data returns at least one whole batch even if
             // it exceeds the limits; later ones only what still fits.

@@ -45,20 +45,27 @@ pub fn find_coordinator(
     version: i16,
     ctx: &ConnContext,
 ) -> FindCoordinatorResponse {
-    let adv = broker.config.advertised_for(&ctx.listener);
-    // key_type 0 = group (this node coordinates all), 1 = transaction (no coordinator yet).
+    // key_type 0 = group, 1 = transaction (no coordinator yet).
     let error = match req.key_type {
         0 => None,
         1 => Some(ResponseError::CoordinatorNotAvailable),
         _ => Some(ResponseError::InvalidRequest),
     };
-    let me = |key: StrBytes| match error {
-        None => Coordinator::default()
-            .with_key(key)
-            .with_node_id(BrokerId(broker.node_id()))
-            .with_host(s(adv.host.clone()))
-            .with_port(adv.port as i32),
-        Some(e) => Coordinator::default()
+    let brokers = crate::handlers::metadata::brokers(broker, &ctx.listener);
+    // The coordinator of a group: on a cluster, the leader of its offsets partition.
+    let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
+        let node = broker.groups.coordinator_of(key, broker.node_id()).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        brokers
+            .iter()
+            .find(|b| b.0 == node)
+            .map(|b| (b.0, b.1.clone(), b.2))
+            .ok_or(ResponseError::CoordinatorNotAvailable)
+    };
+    let me = |key: StrBytes| match error.map_or_else(|| locate(key.as_str()), Err) {
+        Ok((node, host, port)) => {
+            Coordinator::default().with_key(key).with_node_id(BrokerId(node)).with_host(s(host)).with_port(port)
+        }
+        Err(e) => Coordinator::default()
             .with_key(key)
             .with_node_id(BrokerId(-1))
             .with_port(-1)
@@ -90,6 +97,15 @@ fn invalid_group(id: &GroupId) -> bool {
     id.0.is_empty()
 }
 
+/// Why this node cannot serve `id` now: an empty id, or (in a cluster) another node
+/// coordinating it or its state still loading.
+fn group_error(broker: &Broker, id: &GroupId) -> Option<ResponseError> {
+    if invalid_group(id) {
+        return Some(ResponseError::InvalidGroupId);
+    }
+    broker.groups.check_coordinator(&id.0).err()
+}
+
 pub async fn join_group(
     broker: &Arc<Broker>,
     req: JoinGroupRequest,
@@ -98,8 +114,8 @@ pub async fn join_group(
     ctx: &ConnContext,
 ) -> JoinGroupResponse {
     let resp = JoinGroupResponse::default().with_generation_id(-1);
-    if invalid_group(&req.group_id) {
-        return resp.with_error_code(ResponseError::InvalidGroupId.code()).with_member_id(req.member_id);
+    if let Some(e) = group_error(broker, &req.group_id) {
+        return resp.with_error_code(e.code()).with_member_id(req.member_id);
     }
     let rebalance_timeout_ms =
         if version >= 1 && req.rebalance_timeout_ms >= 0 { req.rebalance_timeout_ms } else { req.session_timeout_ms };
@@ -136,8 +152,8 @@ pub async fn join_group(
 }
 
 pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
-    if invalid_group(&req.group_id) {
-        return SyncGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = group_error(broker, &req.group_id) {
+        return SyncGroupResponse::default().with_error_code(e.code());
     }
     let assignments = req.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
     let r = broker
@@ -160,8 +176,8 @@ pub async fn sync_group(broker: &Arc<Broker>, req: SyncGroupRequest, version: i1
 }
 
 pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatResponse {
-    if invalid_group(&req.group_id) {
-        return HeartbeatResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = group_error(broker, &req.group_id) {
+        return HeartbeatResponse::default().with_error_code(e.code());
     }
     let r =
         broker.groups.heartbeat(&req.group_id.0, req.generation_id, &req.member_id, req.group_instance_id.as_deref());
@@ -169,8 +185,8 @@ pub fn heartbeat(broker: &Arc<Broker>, req: HeartbeatRequest) -> HeartbeatRespon
 }
 
 pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
-    if invalid_group(&req.group_id) {
-        return LeaveGroupResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = group_error(broker, &req.group_id) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
     }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
@@ -203,7 +219,7 @@ pub fn leave_group(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -
 // ------------------------------------------------------------------------------------------
 
 pub async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
-    let group_error = invalid_group(&req.group_id).then_some(ResponseError::InvalidGroupId);
+    let group_error = group_error(broker, &req.group_id);
     let now = now_ms();
     let max_meta = broker.groups.config().max_metadata_bytes;
     // Per partition: an error found here, or None = to be committed.
@@ -301,6 +317,11 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = broker.groups.check_coordinator(&g.group_id.0) {
+                    return offset_fetch_response::OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
                 if version >= 9 {
                     if let Err(e) = broker.groups.validate_fetch(&g.group_id.0, g.member_id.as_deref(), g.member_epoch)
                     {
@@ -336,6 +357,9 @@ pub fn offset_fetch(broker: &Broker, req: OffsetFetchRequest, version: i16) -> O
             })
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
+    }
+    if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+        return OffsetFetchResponse::default().with_error_code(e.code());
     }
     let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
     let fetched = fetch_group(broker, &req.group_id.0, topics);
@@ -374,8 +398,8 @@ pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest, version: i16
         .into_iter()
         .map(|id| {
             let g = describe_groups_response::DescribedGroup::default().with_group_id(id.clone());
-            if invalid_group(&id) {
-                return g.with_error_code(ResponseError::InvalidGroupId.code()).with_group_state(s("Dead"));
+            if let Some(e) = group_error(broker, &id) {
+                return g.with_error_code(e.code()).with_group_state(s("Dead"));
             }
             if matches!(broker.groups.with_consumer_group(&id.0, |c| !c.is_empty()), Ok(true)) {
                 // As Kafka 4: DescribeGroups describes classic groups only.
@@ -445,7 +469,7 @@ pub fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsR
         .into_iter()
         .map(|id| {
             let r =
-                if invalid_group(&id) { Err(ResponseError::InvalidGroupId) } else { broker.groups.delete_group(&id.0) };
+                if let Some(e) = group_error(broker, &id) { Err(e) } else { broker.groups.delete_group(&id.0) };
             delete_groups_response::DeletableGroupResult::default().with_group_id(id).with_error_code(code(r))
         })
         .collect();
@@ -453,8 +477,8 @@ pub fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsR
 }
 
 pub fn offset_delete(broker: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
-    if invalid_group(&req.group_id) {
-        return OffsetDeleteResponse::default().with_error_code(ResponseError::InvalidGroupId.code());
+    if let Some(e) = group_error(broker, &req.group_id) {
+        return OffsetDeleteResponse::default().with_error_code(e.code());
     }
     let mut unknown = Vec::new();
     let mut wanted = Vec::new();
@@ -543,6 +567,9 @@ pub fn consumer_group_heartbeat(
             .with_error_code(ResponseError::InvalidRequest.code())
             .with_error_message(Some(s("GroupId can't be empty.")));
     }
+    if let Err(e) = broker.groups.check_coordinator(&req.group_id.0) {
+        return resp.with_error_code(e.code());
+    }
     let hb = ConsumerHeartbeat {
         member_id: req.member_id.to_string(),
         member_epoch: req.member_epoch,
@@ -599,8 +626,8 @@ pub fn consumer_group_describe(broker: &Broker, req: ConsumerGroupDescribeReques
             let g = consumer_group_describe_response::DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
-            if invalid_group(&id) {
-                return g.with_error_code(ResponseError::InvalidGroupId.code());
+            if let Some(e) = group_error(broker, &id) {
+                return g.with_error_code(e.code());
             }
             let described = broker.groups.with_consumer_group(&id.0, |c| {
                 let members = c

@@ -8,7 +8,7 @@ use rill_protocol::messages::{
 
 use crate::broker::Broker;
 use crate::error::KafkaError;
-use crate::handlers::metadata::{check_leader_epoch, LEADER_EPOCH};
+use crate::handlers::metadata::LEADER_EPOCH;
 use crate::topics::Partition;
 
 const LATEST: i64 = -1;
@@ -20,7 +20,7 @@ const LATEST_TIERED: i64 = -5;
 /// (offset, timestamp) for one lookup; offset -1 when no record qualifies.
 fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
     match timestamp {
-        LATEST => Ok((p.log.log_end_offset(), -1)),
+        LATEST => Ok((p.high_watermark(), -1)),
         EARLIEST | EARLIEST_LOCAL => Ok((p.log.log_start_offset(), -1)),
         // Nothing is tiered: the answer Kafka gives without remote storage.
         LATEST_TIERED => Ok((-1, -1)),
@@ -44,7 +44,7 @@ fn first_record_at(
     offset: i64,
     matches: impl Fn(i64) -> bool,
 ) -> Result<Option<(i64, i64)>, KafkaError> {
-    let read = p.log.read(offset, 1, p.log.log_end_offset())?;
+    let read = p.log.read(offset, 1, p.high_watermark())?;
     let Some(Ok((header, batch))) = rill_protocol::batch::split_batches(&read.records).next() else {
         return Ok(None);
     };
@@ -75,15 +75,21 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                     let found = topic
                         .as_ref()
                         .ok_or(KafkaError::UnknownTopicOrPartition)
-                        .and_then(|t| t.partition(lp.partition_index));
-                    let epoch_check = check_leader_epoch(lp.current_leader_epoch);
-                    match (found.and_then(|p| lookup(&p, lp.timestamp)), epoch_check) {
-                        (_, Err(e)) => r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
-                        (Ok((offset, ts)), Ok(())) => r
+                        .and_then(|t| t.partition(lp.partition_index))
+                        .and_then(|p| p.check_leader().map(|()| p));
+                    let p = match found {
+                        Ok(p) => p,
+                        Err(e) => return r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                    };
+                    if let Err(e) = p.check_epoch(lp.current_leader_epoch) {
+                        return r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1);
+                    }
+                    match lookup(&p, lp.timestamp) {
+                        Ok((offset, ts)) => r
                             .with_offset(offset)
                             .with_timestamp(ts)
-                            .with_leader_epoch(if offset >= 0 && version >= 4 { LEADER_EPOCH } else { -1 }),
-                        (Err(e), Ok(())) => r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
+                            .with_leader_epoch(if offset >= 0 && version >= 4 { p.leader_epoch() } else { -1 }),
+                        Err(e) => r.with_error_code(e.code()).with_offset(-1).with_timestamp(-1),
                     }
                 })
                 .collect();
@@ -93,7 +99,25 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
     ListOffsetsResponse::default().with_topics(topics)
 }
 
-/// With a single leader epoch, the end offset of any epoch up to the current one is the log end.
+/// Kafka's answer for "where does epoch `epoch` end": the largest epoch at or below it with
+/// records and the first offset after them; the current epoch ends at the high watermark
+/// (all a consumer can have seen). (-1, -1) for an epoch newer than ours.
+fn epoch_end(p: &Partition, epoch: i32) -> (i32, i64) {
+    let current = p.leader_epoch();
+    if epoch > current {
+        return (-1, -1);
+    }
+    let hw = p.high_watermark();
+    match &p.replica {
+        None => (LEADER_EPOCH, hw),
+        Some(_) if epoch == current => (current, hw),
+        Some(g) => match g.shared.with_index(|idx| idx.epoch_end(epoch.max(0) as u64)) {
+            Some((e, end)) => (e as i32, end.min(hw)),
+            None => (-1, -1),
+        },
+    }
+}
+
 pub fn offset_for_leader_epoch(broker: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
     let topics = req
         .topics
@@ -109,14 +133,15 @@ pub fn offset_for_leader_epoch(broker: &Broker, req: OffsetForLeaderEpochRequest
                         .as_ref()
                         .ok_or(KafkaError::UnknownTopicOrPartition)
                         .and_then(|t| t.partition(op.partition));
-                    match (found, check_leader_epoch(op.current_leader_epoch)) {
-                        (Err(e), _) => r.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
-                        (_, Err(e)) => r.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
-                        (Ok(_), Ok(())) if op.leader_epoch > LEADER_EPOCH => {
-                            r.with_leader_epoch(-1).with_end_offset(-1)
-                        }
-                        (Ok(p), Ok(())) => r.with_leader_epoch(LEADER_EPOCH).with_end_offset(p.log.log_end_offset()),
+                    let p = match found.and_then(|p| p.check_leader().map(|()| p)) {
+                        Ok(p) => p,
+                        Err(e) => return r.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1),
+                    };
+                    if let Err(e) = p.check_epoch(op.current_leader_epoch) {
+                        return r.with_error_code(e.code()).with_leader_epoch(-1).with_end_offset(-1);
                     }
+                    let (epoch, end) = epoch_end(&p, op.leader_epoch);
+                    r.with_leader_epoch(epoch).with_end_offset(end)
                 })
                 .collect();
             OffsetForLeaderTopicResult::default().with_topic(t.topic).with_partitions(partitions)

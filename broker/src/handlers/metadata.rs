@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::s;
 use crate::broker::{Broker, ConnContext};
 use crate::error::KafkaError;
-use crate::topics::{validate_topic_name, Topic};
+use crate::topics::{validate_topic_name, Partition, Topic};
 
 /// The leader epoch of every partition on a single node (the Raft term once replication lands).
 pub const LEADER_EPOCH: i32 = 0;
@@ -38,18 +38,85 @@ pub fn check_leader_epoch(current_leader_epoch: i32) -> Result<(), ResponseError
     }
 }
 
+/// Who leads a partition and who holds it.
+pub struct Placement {
+    pub leader: i32,
+    pub epoch: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub error: Option<ResponseError>,
+}
+
+pub fn placement(broker: &Broker, p: &Partition) -> Placement {
+    let me = broker.node_id();
+    match (&p.replica, &broker.cluster) {
+        (Some(g), Some(cluster)) => {
+            let replicas: Vec<BrokerId> = cluster.replicas(p.index).into_iter().map(BrokerId).collect();
+            let leader = g.leader().map(|l| l as i32);
+            // Only the leader knows who keeps up; others report the replica set.
+            let isr = if leader == Some(me) {
+                g.in_sync().into_iter().map(|n| BrokerId(n as i32)).collect()
+            } else {
+                replicas.clone()
+            };
+            Placement {
+                leader: leader.unwrap_or(-1),
+                epoch: g.term() as i32,
+                replicas,
+                isr,
+                error: leader.is_none().then_some(ResponseError::LeaderNotAvailable),
+            }
+        }
+        _ => Placement {
+            leader: me,
+            epoch: LEADER_EPOCH,
+            replicas: vec![BrokerId(me)],
+            isr: vec![BrokerId(me)],
+            error: None,
+        },
+    }
+}
+
+/// The brokers clients may connect to, with the addresses of `listener`.
+pub fn brokers(broker: &Broker, listener: &str) -> Vec<(i32, String, i32, Option<String>)> {
+    match &broker.cluster {
+        Some(c) => c
+            .brokers
+            .read()
+            .values()
+            .map(|b| {
+                let (host, port) = b.endpoint(listener);
+                (b.id, host, port, b.rack.clone())
+            })
+            .collect(),
+        None => {
+            let adv = broker.config.advertised_for(listener);
+            vec![(broker.node_id(), adv.host.clone(), adv.port as i32, broker.config.rack.clone())]
+        }
+    }
+}
+
+/// The controller id clients are told: the metadata leader in a cluster.
+pub fn controller_id(broker: &Broker) -> i32 {
+    match &broker.cluster {
+        Some(c) => c.metadata_leader().unwrap_or(-1),
+        None => broker.node_id(),
+    }
+}
+
 fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
-    let me = BrokerId(broker.node_id());
     let partitions = t
         .partitions
         .iter()
         .map(|p| {
+            let pl = placement(broker, p);
             MetadataResponsePartition::default()
                 .with_partition_index(p.index)
-                .with_leader_id(me)
-                .with_leader_epoch(LEADER_EPOCH)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_error_code(pl.error.map_or(0, |e| e.code()))
+                .with_leader_id(BrokerId(pl.leader))
+                .with_leader_epoch(pl.epoch)
+                .with_replica_nodes(pl.replicas)
+                .with_isr_nodes(pl.isr)
         })
         .collect();
     MetadataResponseTopic::default()
@@ -70,7 +137,7 @@ fn error_topic(name: Option<String>, id: Uuid, err: ResponseError) -> MetadataRe
 pub fn auto_create(broker: &Broker, name: &str) -> Result<Arc<Topic>, KafkaError> {
     validate_topic_name(name)?;
     let partitions = broker.config.num_partitions.max(1);
-    match broker.topics.create(name, partitions, BTreeMap::new()) {
+    match broker.create_topic(name, partitions, BTreeMap::new()) {
         Ok(t) => Ok(t),
         // Another request created it meanwhile.
         Err(KafkaError::TopicAlreadyExists(_)) => broker.topics.get(name).ok_or(KafkaError::UnknownTopicOrPartition),
@@ -78,12 +145,17 @@ pub fn auto_create(broker: &Broker, name: &str) -> Result<Arc<Topic>, KafkaError
     }
 }
 
-pub fn handle(broker: &Broker, req: MetadataRequest, version: i16, ctx: &ConnContext) -> MetadataResponse {
-    let adv = broker.config.advertised_for(&ctx.listener);
-    let brokers = vec![MetadataResponseBroker::default()
-        .with_node_id(BrokerId(broker.node_id()))
-        .with_host(s(adv.host.clone()))
-        .with_port(adv.port as i32)];
+pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16, ctx: &ConnContext) -> MetadataResponse {
+    let brokers = brokers(broker, &ctx.listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(id))
+                .with_host(s(host))
+                .with_port(port)
+                .with_rack(rack.map(s))
+        })
+        .collect();
     // v0 has no way to ask for "no topics": an empty list means all of them.
     let wanted = match req.topics {
         Some(list) if !(version == 0 && list.is_empty()) => Some(list),
@@ -121,28 +193,33 @@ pub fn handle(broker: &Broker, req: MetadataRequest, version: i16, ctx: &ConnCon
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(s(broker.topics.cluster_id())))
-        .with_controller_id(BrokerId(broker.node_id()))
+        .with_controller_id(BrokerId(controller_id(broker)))
         .with_topics(topics)
 }
 
 pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest, ctx: &ConnContext) -> DescribeClusterResponse {
     // endpoint_type 2 asks for controllers; this node is its own controller.
-    let adv = broker.config.advertised_for(&ctx.listener);
+    let brokers = brokers(broker, &ctx.listener)
+        .into_iter()
+        .map(|(id, host, port, rack)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(id))
+                .with_host(s(host))
+                .with_port(port)
+                .with_rack(rack.map(s))
+        })
+        .collect();
     DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(s(broker.topics.cluster_id()))
-        .with_controller_id(BrokerId(broker.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(broker.node_id()))
-            .with_host(s(adv.host.clone()))
-            .with_port(adv.port as i32)])
+        .with_controller_id(BrokerId(controller_id(broker)))
+        .with_brokers(brokers)
 }
 
 pub fn describe_topic_partitions(
     broker: &Broker,
     req: DescribeTopicPartitionsRequest,
 ) -> DescribeTopicPartitionsResponse {
-    let me = BrokerId(broker.node_id());
     let limit = req.response_partition_limit.max(1) as usize;
     let mut names: Vec<String> = if req.topics.is_empty() {
         broker.topics.list().iter().map(|t| t.name.clone()).collect()
@@ -184,13 +261,15 @@ pub fn describe_topic_partitions(
                 break;
             }
             budget -= 1;
+            let pl = placement(broker, p);
             parts.push(
                 DescribeTopicPartitionsResponsePartition::default()
                     .with_partition_index(p.index)
-                    .with_leader_id(me)
-                    .with_leader_epoch(LEADER_EPOCH)
-                    .with_replica_nodes(vec![me])
-                    .with_isr_nodes(vec![me])
+                    .with_error_code(pl.error.map_or(0, |e| e.code()))
+                    .with_leader_id(BrokerId(pl.leader))
+                    .with_leader_epoch(pl.epoch)
+                    .with_replica_nodes(pl.replicas)
+                    .with_isr_nodes(pl.isr)
                     .with_eligible_leader_replicas(Some(vec![]))
                     .with_last_known_elr(Some(vec![])),
             );

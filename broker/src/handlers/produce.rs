@@ -121,12 +121,81 @@ fn partition_response(index: i32, result: Result<Appended, KafkaError>) -> Parti
     }
 }
 
-/// A produce whose appends are done and whose acknowledgement may still wait for fsyncs.
+type Commit = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Appended, KafkaError>> + Send>>;
+
+/// What an acknowledgement still waits for.
+enum Wait {
+    /// Single node: the fsync of the partition up to this offset.
+    Sync(Arc<Partition>, i64),
+    /// Cluster: the Raft commit of the batch.
+    Commit(Commit),
+}
+
+/// A produce whose appends are done (or queued for replication) and whose acknowledgement
+/// may still wait for fsyncs or commits.
 pub struct Started {
     acks: i16,
     response: ProduceResponse,
-    /// (topic index, partition index, partition, offset to be durable up to)
-    syncs: Vec<(usize, usize, Arc<Partition>, i64)>,
+    /// (topic index, partition index, what to wait for)
+    syncs: Vec<(usize, usize, Wait)>,
+}
+
+/// Cluster mode: validates the batch and queues it in the partition's Raft group; the
+/// returned future resolves once a quorum has it. Offsets are assigned as the entry is
+/// appended on each replica, so they are only known then.
+async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<Commit, KafkaError> {
+    let g = p.replica.as_ref().expect("replicated partition");
+    p.check_leader()?;
+    let header = validate_batch(topic, Some(records))?;
+    let idempotent = header.producer_id >= 0;
+    let last_seq = header.base_sequence.wrapping_add(header.last_offset_delta);
+    let (pid, epoch, seq) = (header.producer_id, header.producer_epoch, header.base_sequence);
+    {
+        let mut producers = p.producers.lock();
+        let term = g.term();
+        if p.producers_term.swap(term, std::sync::atomic::Ordering::AcqRel) != term {
+            *producers = crate::producer_state::ProducerStates::default();
+        }
+        if idempotent {
+            if let SequenceCheck::Duplicate { base_offset } = producers.check(pid, epoch, seq, last_seq)? {
+                let a = Appended { base_offset, log_append_time: -1, log_start_offset: p.log.log_start_offset(), sync_upto: None };
+                return Ok(Box::pin(async move { Ok(a) }));
+            }
+            producers.record(pid, epoch, seq, last_seq, -1);
+        }
+    }
+    let mut buf = BytesMut::from(records);
+    let log_append_time = if topic.settings.log_append_time {
+        // Stamped by the leader before replication so every replica stores the same bytes.
+        let t = now_ms();
+        batch::stamp_log_append_time(&mut buf, t);
+        t
+    } else {
+        -1
+    };
+    let commit = g.submit(buf.freeze()).await.map_err(|e| KafkaError::InvalidRequest(e.to_string()))?;
+    let p = p.clone();
+    Ok(Box::pin(async move {
+        let result = commit.await;
+        let mut producers = p.producers.lock();
+        match result {
+            Ok(a) => {
+                if idempotent {
+                    producers.set_offset(pid, epoch, seq, a.base_offset);
+                }
+                Ok(Appended { base_offset: a.base_offset, log_append_time, log_start_offset: p.log.log_start_offset(), sync_upto: None })
+            }
+            Err(e) => {
+                if idempotent {
+                    producers.forget_from(pid, epoch, seq);
+                }
+                Err(match e {
+                    rill_raft::group::WriteError::NotLeader { .. } => KafkaError::NotLeaderOrFollower,
+                    other => KafkaError::InvalidRequest(other.to_string()),
+                })
+            }
+        }
+    }))
 }
 
 impl Started {
@@ -138,18 +207,32 @@ impl Started {
     /// Waits for the fsyncs (shared with concurrent producers: group commit) and builds the
     /// response; `None` for acks=0.
     pub async fn finish(mut self) -> Option<ProduceResponse> {
-        let syncs = std::mem::take(&mut self.syncs).into_iter().map(|(ti, pi, p, upto)| async move {
-            let res = tokio::task::spawn_blocking(move || p.log.sync(upto)).await;
+        let syncs = std::mem::take(&mut self.syncs).into_iter().map(|(ti, pi, wait)| async move {
+            let res = match wait {
+                Wait::Sync(p, upto) => match tokio::task::spawn_blocking(move || p.log.sync(upto)).await {
+                    Ok(Ok(())) => Ok(None),
+                    Ok(Err(e)) => Err(KafkaError::Storage(e)),
+                    Err(join) => Err(KafkaError::InvalidRequest(format!("sync task failed: {join}"))),
+                },
+                Wait::Commit(c) => c.await.map(Some),
+            };
             (ti, pi, res)
         });
         for (ti, pi, res) in join_all(syncs).await {
-            let err = match res {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => KafkaError::Storage(e),
-                Err(join) => KafkaError::InvalidRequest(format!("sync task failed: {join}")),
-            };
-            tracing::error!(error = %err, "fsync failed; produce not acknowledged");
             let part = &mut self.response.responses[ti].partition_responses[pi];
+            let err = match res {
+                Ok(None) => continue,
+                Ok(Some(a)) => {
+                    part.base_offset = a.base_offset;
+                    part.log_append_time_ms = a.log_append_time;
+                    part.log_start_offset = a.log_start_offset;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            if matches!(err, KafkaError::Storage(_)) {
+                tracing::error!(error = %err, "fsync failed; produce not acknowledged");
+            }
             part.error_code = err.code();
             part.error_message = Some(super::s(err.to_string()));
             part.base_offset = -1;
@@ -159,8 +242,9 @@ impl Started {
 }
 
 /// Validates and appends every partition's batch. Runs inline on the connection, so appends
-/// happen in request order as Kafka guarantees; only the fsync wait is left for [`Started::finish`].
-pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
+/// happen in request order as Kafka guarantees; only the fsync (or Raft commit) wait is left
+/// for [`Started::finish`].
+pub async fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
     let acks = req.acks;
     let mut syncs = Vec::new();
     let mut topics_out = Vec::with_capacity(req.topic_data.len());
@@ -178,14 +262,25 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
                     Some(t) if t.name == crate::groups::OFFSETS_TOPIC => {
                         Err(KafkaError::InvalidTopic(format!("Cannot append to internal topic {}", t.name)))
                     }
-                    Some(t) => t.partition(pd.index).and_then(|p| {
-                        let records = pd.records.as_deref().unwrap_or(&[]);
-                        let a = append(t, &p, records, acks)?;
-                        if let Some(upto) = a.sync_upto {
-                            syncs.push((topics_out.len(), parts.len(), p.clone(), upto));
+                    Some(t) => match t.partition(pd.index) {
+                        Err(e) => Err(e),
+                        Ok(p) if p.replica.is_some() => {
+                            let records = pd.records.as_deref().unwrap_or(&[]);
+                            replicate(t, &p, records).await.map(|commit| {
+                                syncs.push((topics_out.len(), parts.len(), Wait::Commit(commit)));
+                                // Filled in when the commit resolves.
+                                Appended { base_offset: -1, log_append_time: -1, log_start_offset: -1, sync_upto: None }
+                            })
                         }
-                        Ok(a)
-                    }),
+                        Ok(p) => {
+                            let records = pd.records.as_deref().unwrap_or(&[]);
+                            append(t, &p, records, acks).inspect(|a| {
+                                if let Some(upto) = a.sync_upto {
+                                    syncs.push((topics_out.len(), parts.len(), Wait::Sync(p.clone(), upto)));
+                                }
+                            })
+                        }
+                    },
                 }
             };
             parts.push(partition_response(pd.index, result));
@@ -201,7 +296,7 @@ pub fn start(broker: &Broker, req: ProduceRequest, version: i16) -> Started {
 }
 
 pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest, version: i16) -> Option<ProduceResponse> {
-    start(broker, req, version).finish().await
+    start(broker, req, version).await.finish().await
 }
 
 pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {

@@ -30,7 +30,14 @@ pub fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecor
                         .ok_or(KafkaError::UnknownTopicOrPartition)
                         .and_then(|t| t.partition(dp.partition_index))
                         .and_then(|p| {
-                            let hw = p.log.log_end_offset();
+                            if p.replica.is_some() {
+                                // Deleting a prefix must go through Raft (a purge) so every
+                                // replica agrees; that is not built yet.
+                                return Err(KafkaError::PolicyViolation(
+                                    "DeleteRecords is not supported on a replicated partition yet".into(),
+                                ));
+                            }
+                            let hw = p.high_watermark();
                             // -1 means "up to the high watermark".
                             let target = if dp.offset == -1 { hw } else { dp.offset };
                             if target < 0 || target > hw {

@@ -28,6 +28,15 @@ fn check_replication(broker: &Broker, rf: i16) -> Result<(), KafkaError> {
     if rf <= 0 {
         return Err(KafkaError::InvalidReplicationFactor("Replication factor must be larger than 0.".into()));
     }
+    if let Some(c) = &broker.cluster {
+        let n = c.voters.len() as i16;
+        if rf != n {
+            return Err(KafkaError::InvalidReplicationFactor(format!(
+                "Rill places every partition on every node of the cluster: the replication factor must be {n} (or -1), not {rf}."
+            )));
+        }
+        return Ok(());
+    }
     if rf > 1 {
         return Err(KafkaError::InvalidReplicationFactor(format!(
             "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."
@@ -62,7 +71,7 @@ fn plan(broker: &Broker, t: &CreatableTopic) -> Result<Plan, KafkaError> {
             ));
         }
         for a in &t.assignments {
-            if a.broker_ids.iter().any(|b| b.0 != broker.node_id()) || a.broker_ids.is_empty() {
+            if a.broker_ids.iter().any(|b| !broker.is_node(b.0)) || a.broker_ids.is_empty() {
                 return Err(KafkaError::InvalidReplicaAssignment(format!(
                     "Replica assignment for partition {} names brokers that do not exist",
                     a.partition_index
@@ -72,8 +81,11 @@ fn plan(broker: &Broker, t: &CreatableTopic) -> Result<Plan, KafkaError> {
         (t.assignments.len() as i32, t.assignments[0].broker_ids.len() as i16)
     } else {
         let p = if t.num_partitions == -1 { broker.config.num_partitions } else { t.num_partitions };
-        let rf =
-            if t.replication_factor == -1 { broker.config.default_replication_factor } else { t.replication_factor };
+        let rf = match (t.replication_factor, &broker.cluster) {
+            (-1, Some(c)) => c.voters.len() as i16,
+            (-1, None) => broker.config.default_replication_factor,
+            (rf, _) => rf,
+        };
         (p, rf)
     };
     if partitions <= 0 {
@@ -121,7 +133,7 @@ pub fn create(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
                     if req.validate_only {
                         Ok((Uuid::nil(), plan))
                     } else {
-                        let topic = broker.topics.create(&name, plan.partitions, plan.configs.clone())?;
+                        let topic = broker.create_topic(&name, plan.partitions, plan.configs.clone())?;
                         Ok((topic.id, plan))
                     }
                 })
@@ -174,7 +186,7 @@ pub fn delete(broker: &Broker, req: DeleteTopicsRequest, version: i16) -> Delete
                 if n == crate::groups::OFFSETS_TOPIC {
                     return Err(KafkaError::InvalidTopic(format!("Cannot delete internal topic {n}")));
                 }
-                broker.topics.delete(&n)?;
+                broker.delete_topic(&n, id)?;
                 Ok((n, id))
             });
             match result {
@@ -216,14 +228,14 @@ pub fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> Creat
                             assignments.len()
                         )));
                     }
-                    if assignments.iter().any(|a| a.broker_ids.iter().any(|b| b.0 != broker.node_id())) {
+                    if assignments.iter().any(|a| a.broker_ids.iter().any(|b| !broker.is_node(b.0))) {
                         return Err(KafkaError::InvalidReplicaAssignment(
                             "Assignment names brokers that do not exist".into(),
                         ));
                     }
                 }
                 if !req.validate_only {
-                    broker.topics.add_partitions(&name, t.count)?;
+                    broker.add_partitions(&name, t.count)?;
                 }
                 Ok(())
             })();

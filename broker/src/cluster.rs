@@ -1,0 +1,435 @@
+//! Cluster mode: the metadata quorum and the partition replicas of this node.
+//!
+//! Every node in `controller.quorum.voters` is a voter of the metadata Raft group (group 0),
+//! whose log is the `__cluster_metadata` partition: each record's value is one JSON
+//! [`Command`]. Every node applies the commands in log order: it registers brokers and
+//! creates, changes and deletes topics, opening a Raft group for each partition it hosts.
+//! Writes reach the metadata leader directly or forwarded over the Raft transport.
+//!
+//! Placement: every partition has every node as a replica (the replication factor is the
+//! cluster size). Each partition's first replica, rotated by partition index, is its
+//! preferred leader: it alone initializes the group, so it wins the first election and
+//! leaders spread evenly; the others step in if it does not show up.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use openraft::BasicNode;
+use parking_lot::RwLock;
+use rill_protocol::records::{decode_batches, encode_batch, EncodeOptions, RecordIn};
+use rill_raft::group::{raft_config, Group, Timing, WriteError};
+use rill_raft::network::{self, AppHandler, Groups, Peers};
+use rill_storage::LogConfig;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Notify};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::config::BrokerConfig;
+use crate::error::KafkaError;
+use crate::producer_state::ProducerStates;
+use crate::topic_config::TopicSettings;
+use crate::topics::{Partition, Topic};
+
+pub const METADATA_GROUP: u64 = 0;
+pub const METADATA_DIR: &str = "__cluster_metadata-0";
+/// Application RPC: propose a metadata command on the leader; answers its Raft index.
+const RPC_PROPOSE: u8 = network::kind::APP;
+const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A node as registered in the metadata: its Kafka listeners and rack.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerInfo {
+    pub id: i32,
+    /// Advertised listeners: (name, host, port).
+    pub listeners: Vec<(String, String, i32)>,
+    pub rack: Option<String>,
+}
+
+impl BrokerInfo {
+    /// The address for clients that came in on `listener` (or the first one).
+    pub fn endpoint(&self, listener: &str) -> (String, i32) {
+        let l = self.listeners.iter().find(|l| l.0 == listener).or(self.listeners.first());
+        l.map(|l| (l.1.clone(), l.2)).unwrap_or_default()
+    }
+}
+
+/// One metadata change. Applied identically, in log order, by every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    RegisterBroker(BrokerInfo),
+    CreateTopic { name: String, id: Uuid, partitions: i32, configs: BTreeMap<String, String> },
+    DeleteTopic { name: String, id: Uuid },
+    SetPartitions { name: String, id: Uuid, partitions: i32 },
+    SetConfigs { name: String, id: Uuid, configs: BTreeMap<String, String> },
+}
+
+impl Command {
+    fn to_batch(&self) -> Bytes {
+        let value = serde_json::to_vec(self).expect("commands serialize");
+        let now = crate::broker::now_ms();
+        encode_batch(&[RecordIn { value: Some(&value), timestamp: now, ..Default::default() }], &EncodeOptions::default())
+            .freeze()
+    }
+
+    fn from_batches(bytes: &[u8]) -> Vec<Command> {
+        match decode_batches(bytes) {
+            Ok(records) => records
+                .into_iter()
+                .filter_map(|r| match serde_json::from_slice(r.value.as_deref()?) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(error = %e, "undecodable metadata command skipped");
+                        None
+                    }
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable metadata batch skipped");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The Raft group id of a partition: stable across nodes, derived from the topic id.
+pub fn partition_group(topic_id: &Uuid, partition: i32) -> u64 {
+    let b = topic_id.as_bytes();
+    let hi = u64::from_be_bytes(b[..8].try_into().unwrap()) ^ u64::from_be_bytes(b[8..].try_into().unwrap());
+    // Group 0 is the metadata group.
+    (hi.wrapping_add(partition as u64)).max(1)
+}
+
+pub struct Cluster {
+    pub node_id: i32,
+    pub peers: Arc<Peers>,
+    pub groups: Groups,
+    pub metadata: Group,
+    /// Raft addresses of the voters (every node of the cluster).
+    pub voters: BTreeMap<i32, String>,
+    pub brokers: RwLock<BTreeMap<i32, BrokerInfo>>,
+    raft_config: Arc<openraft::Config>,
+    /// Raft index of the last metadata entry this node has applied.
+    applied: watch::Sender<u64>,
+    commands: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(u64, Bytes)>>>,
+}
+
+impl Cluster {
+    /// Opens the metadata group and starts the Raft transport. Commands are applied once
+    /// [`Cluster::run`] gets the broker.
+    pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<Cluster>> {
+        let node_id = config.node_id;
+        let my_addr = config.quorum_voters[&node_id].clone();
+        let peers = Peers::new(node_id as u64);
+        for (id, addr) in &config.quorum_voters {
+            peers.set_addr(*id as u64, addr.clone());
+        }
+        let timing = Timing {
+            heartbeat_ms: crate::config::parse_num("rill.raft.heartbeat.interval.ms", &config.value("rill.raft.heartbeat.interval.ms").unwrap_or_default())?,
+            election_min_ms: crate::config::parse_num("rill.raft.election.timeout.ms", &config.value("rill.raft.election.timeout.ms").unwrap_or_default())?,
+            election_max_ms: 0,
+        };
+        let timing = Timing { election_max_ms: timing.election_min_ms * 2, ..timing };
+        anyhow::ensure!(
+            timing.heartbeat_ms * 2 < timing.election_min_ms,
+            "rill.raft.heartbeat.interval.ms must be under half of rill.raft.election.timeout.ms"
+        );
+        let raft_config = raft_config(&timing);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let hook: rill_raft::state_machine::ApplyHook = Arc::new(move |log_id, bytes: &Bytes| {
+            let _ = tx.send((log_id.index, bytes.clone()));
+        });
+        let dir = config.log_dirs[0].join(METADATA_DIR);
+        let metadata = Group::open(
+            node_id as u64,
+            METADATA_GROUP,
+            &dir,
+            LogConfig::default(),
+            peers.clone(),
+            Some(hook),
+            raft_config.clone(),
+        )
+        .await?;
+        let groups = Groups::default();
+        groups.insert(METADATA_GROUP, metadata.raft.clone());
+        let listener = tokio::net::TcpListener::bind(&my_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot bind the raft listener {my_addr}: {e}"))?;
+        tracing::info!(addr = %my_addr, "raft listener");
+        let app = propose_handler(metadata.clone());
+        tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app));
+        let members: BTreeMap<u64, BasicNode> =
+            config.quorum_voters.iter().map(|(id, a)| (*id as u64, BasicNode { addr: a.clone() })).collect();
+        metadata.initialize(members).await?;
+        let (applied, _) = watch::channel(0);
+        Ok(Arc::new(Cluster {
+            node_id,
+            peers,
+            groups,
+            metadata,
+            voters: config.quorum_voters.clone(),
+            brokers: RwLock::new(BTreeMap::new()),
+            raft_config,
+            applied,
+            commands: parking_lot::Mutex::new(Some(rx)),
+        }))
+    }
+
+    /// Applies metadata commands for `broker` and keeps this node registered. Call once.
+    pub fn run(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let rx = self.commands.lock().take().expect("Cluster::run called twice");
+        tokio::spawn(apply_loop(broker.clone(), rx));
+        let me = BrokerInfo {
+            id: self.node_id,
+            listeners: broker
+                .config
+                .advertised_listeners
+                .iter()
+                .map(|l| (l.name.clone(), l.host.clone(), l.port as i32))
+                .collect(),
+            rack: broker.config.rack.clone(),
+        };
+        let cluster = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match cluster.propose_and_wait(&Command::RegisterBroker(me.clone())).await {
+                    Ok(()) => break,
+                    Err(e) => tracing::info!(error = %e, "registering with the metadata quorum; retrying"),
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            tracing::info!(node = cluster.node_id, "registered with the metadata quorum");
+        });
+        tokio::spawn(ensure_offsets_topic(broker.clone()));
+    }
+
+    pub fn is_metadata_leader(&self) -> bool {
+        self.metadata.is_leader()
+    }
+
+    pub fn metadata_leader(&self) -> Option<i32> {
+        self.metadata.leader().map(|l| l as i32)
+    }
+
+    /// Proposes `cmd` to the metadata quorum (forwarding to its leader) and returns its index.
+    pub async fn propose(&self, cmd: &Command) -> Result<u64, KafkaError> {
+        let batch = cmd.to_batch();
+        let deadline = tokio::time::Instant::now() + PROPOSE_TIMEOUT;
+        let mut last = String::from("no leader");
+        while tokio::time::Instant::now() < deadline {
+            let leader = self.metadata.leader();
+            if leader == Some(self.node_id as u64) {
+                match self.metadata.write_indexed(batch.clone()).await {
+                    Ok((index, _)) => return Ok(index),
+                    Err(e) => last = e.to_string(),
+                }
+            } else if let Some(l) = leader {
+                match self.peers.call(l, RPC_PROPOSE, METADATA_GROUP, &batch, Duration::from_secs(5)).await {
+                    Ok(b) if b.len() == 8 => return Ok(u64::from_be_bytes(b[..8].try_into().unwrap())),
+                    Ok(_) => last = "bad answer from the metadata leader".into(),
+                    Err(e) => last = e.to_string(),
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(KafkaError::NotController(last))
+    }
+
+    /// Waits until this node has applied metadata entry `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<(), KafkaError> {
+        let mut rx = self.applied.subscribe();
+        let ok = tokio::time::timeout(PROPOSE_TIMEOUT, async { rx.wait_for(|a| *a >= index).await.is_ok() }).await;
+        match ok {
+            Ok(true) => Ok(()),
+            _ => Err(KafkaError::NotController(format!("metadata entry {index} not applied here in time"))),
+        }
+    }
+
+    pub async fn propose_and_wait(&self, cmd: &Command) -> Result<(), KafkaError> {
+        let index = self.propose(cmd).await?;
+        self.wait_applied(index).await
+    }
+
+    /// Replicas of every partition: every node, rotated so preferred leaders spread.
+    pub fn replicas(&self, partition: i32) -> Vec<i32> {
+        let nodes: Vec<i32> = self.voters.keys().copied().collect();
+        let n = nodes.len();
+        (0..n).map(|k| nodes[(partition as usize + k) % n]).collect()
+    }
+
+    /// Opens this node's replica of partition `index` of topic `id`.
+    async fn open_replica(
+        &self,
+        broker: &Broker,
+        topic: &str,
+        id: &Uuid,
+        index: i32,
+        log: LogConfig,
+    ) -> anyhow::Result<Arc<Partition>> {
+        let dir = broker.topics.partition_dir(topic, index);
+        let gid = partition_group(id, index);
+        let group = Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
+            .await?;
+        self.groups.insert(gid, group.raft.clone());
+        let replicas = self.replicas(index);
+        let members: BTreeMap<u64, BasicNode> =
+            replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.voters[r].clone() })).collect();
+        let preferred = replicas[0] == self.node_id;
+        let g = group.clone();
+        tokio::spawn(async move {
+            if !preferred {
+                // Give the preferred leader the first go.
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+            if let Err(e) = g.initialize(members).await {
+                tracing::warn!(group = g.id, error = %e, "initializing a partition group failed");
+            }
+        });
+        let partition = Arc::new(Partition {
+            topic: topic.to_string(),
+            index,
+            dir,
+            log: group.shared.log.clone(),
+            replica: Some(group.clone()),
+            appended: Notify::new(),
+            producers: parking_lot::Mutex::new(ProducerStates::default()),
+            producers_term: std::sync::atomic::AtomicU64::new(0),
+        });
+        // Long-polling fetches wait on `appended`: wake them when the high watermark moves,
+        // and forget producer state when leadership changes (it is not replicated yet).
+        let p = Arc::downgrade(&partition);
+        let mut hw = group.shared.watch_high_watermark();
+        tokio::spawn(async move {
+            while hw.changed().await.is_ok() {
+                match p.upgrade() {
+                    Some(p) => p.appended.notify_waiters(),
+                    None => break,
+                }
+            }
+        });
+        Ok(partition)
+    }
+
+    async fn close_partition(&self, p: &Partition) {
+        if let Some(g) = &p.replica {
+            self.groups.remove(g.id);
+            g.shutdown().await;
+        }
+    }
+}
+
+fn propose_handler(metadata: Group) -> AppHandler {
+    Arc::new(move |kind, _group, body| {
+        let metadata = metadata.clone();
+        Box::pin(async move {
+            if kind != RPC_PROPOSE {
+                return Err(format!("unknown application rpc {kind}"));
+            }
+            match metadata.write_indexed(body).await {
+                Ok((index, _)) => Ok(index.to_be_bytes().to_vec()),
+                Err(WriteError::NotLeader { leader }) => Err(format!("not the metadata leader (leader {leader:?})")),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    })
+}
+
+async fn apply_loop(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<(u64, Bytes)>) {
+    let cluster = broker.cluster.clone().expect("cluster mode");
+    while let Some((index, bytes)) = rx.recv().await {
+        for cmd in Command::from_batches(&bytes) {
+            if let Err(e) = apply(&broker, &cluster, cmd).await {
+                tracing::error!(index, error = %e, "applying a metadata command failed");
+            }
+        }
+        cluster.applied.send_replace(index);
+    }
+}
+
+async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::RegisterBroker(info) => {
+            tracing::info!(node = info.id, "broker registered");
+            cluster.brokers.write().insert(info.id, info);
+        }
+        Command::CreateTopic { name, id, partitions, configs } => {
+            if broker.topics.get(&name).is_some() {
+                return Ok(()); // first creation wins
+            }
+            let settings = TopicSettings::resolve(&configs, &broker.config);
+            let mut parts = Vec::with_capacity(partitions as usize);
+            for i in 0..partitions {
+                parts.push(cluster.open_replica(broker, &name, &id, i, settings.log.clone()).await?);
+            }
+            broker.topics.install(Topic { name: name.clone(), id, configs, settings, partitions: parts.clone() })?;
+            if name == crate::groups::OFFSETS_TOPIC {
+                broker.groups.attach(parts);
+            }
+            tracing::info!(topic = %name, partitions, "created topic");
+        }
+        Command::DeleteTopic { name, id } => {
+            let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            for p in &t.partitions {
+                cluster.close_partition(p).await;
+            }
+            broker.topics.delete(&name)?;
+        }
+        Command::SetPartitions { name, id, partitions } => {
+            let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            let mut parts = t.partitions.clone();
+            for i in parts.len() as i32..partitions {
+                parts.push(cluster.open_replica(broker, &name, &id, i, t.settings.log.clone()).await?);
+            }
+            broker.topics.install(Topic {
+                name: t.name.clone(),
+                id,
+                configs: t.configs.clone(),
+                settings: t.settings.clone(),
+                partitions: parts,
+            })?;
+        }
+        Command::SetConfigs { name, id, configs } => {
+            if broker.topics.get(&name).is_some_and(|t| t.id == id) {
+                broker.topics.set_configs(&name, configs)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The metadata leader creates `__consumer_offsets` once every node has registered.
+async fn ensure_offsets_topic(broker: Arc<Broker>) {
+    let cluster = broker.cluster.clone().expect("cluster mode");
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if broker.topics.get(crate::groups::OFFSETS_TOPIC).is_some() {
+            return;
+        }
+        let all_registered = {
+            let b = cluster.brokers.read();
+            cluster.voters.keys().all(|v| b.contains_key(v))
+        };
+        if !cluster.is_metadata_leader() || !all_registered {
+            continue;
+        }
+        let mut configs = BTreeMap::new();
+        configs.insert("cleanup.policy".to_string(), "compact".to_string());
+        configs.insert("segment.bytes".to_string(), "104857600".to_string());
+        let cmd = Command::CreateTopic {
+            name: crate::groups::OFFSETS_TOPIC.to_string(),
+            id: Uuid::new_v4(),
+            partitions: broker.groups.config().partitions,
+            configs,
+        };
+        if let Err(e) = cluster.propose_and_wait(&cmd).await {
+            tracing::warn!(error = %e, "creating {} failed; retrying", crate::groups::OFFSETS_TOPIC);
+        }
+    }
+}
+
+/// Node ids as Kafka shows them.
+pub fn node_ids(set: &BTreeSet<u64>) -> Vec<i32> {
+    set.iter().map(|n| *n as i32).collect()
+}
