@@ -120,7 +120,9 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // openraft reports every election step and every unreachable heartbeat at INFO/WARN; an
+    // unreachable peer would flood the log, so only its errors show unless RILL_LOG asks.
+    let filter = EnvFilter::try_from_env("RILL_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=error"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -7,7 +7,9 @@ import time
 from broker import Broker, free_port
 
 # Fast failure detection keeps fault tests short; production defaults are 500/2000 ms.
-FAST_RAFT = {"rill.raft.heartbeat.interval.ms": "100", "rill.raft.election.timeout.ms": "600"}
+FAST_RAFT = {"rill.raft.heartbeat.interval.ms": "100", "rill.raft.election.timeout.ms": "600",
+             # Fewer offsets partitions (Raft groups) keep a 2-core CI machine responsive.
+             "offsets.topic.num.partitions": "6"}
 
 
 class RillCluster:
@@ -32,8 +34,11 @@ class RillCluster:
         return self
 
     def admin(self):
+        # Kept alive: futures fail with _DESTROY if their client is collected.
         from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": self.bootstrap})
+        if getattr(self, "_admin", None) is None:
+            self._admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        return self._admin
 
     def wait_ready(self, timeout=90):
         """Until every node is registered and __consumer_offsets has a leader per partition."""
@@ -81,5 +86,6 @@ class RillCluster:
         return "\n".join(out)
 
     def cleanup(self):
+        self._admin = None
         for b in self.nodes.values():
             b.cleanup()
