@@ -119,7 +119,7 @@ fn check(rt: &tokio::runtime::Runtime, store: &mut LogStore, model: &[ModelEntry
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn kafka_offsets_follow_raft_entries(ops in proptest::collection::vec(op(), 1..60)) {
@@ -170,7 +170,7 @@ proptest! {
                     // crash tests; here: reopen and find every flushed entry again.
                     drop(store);
                     // Let the old flusher see its channel close and release the files.
-                    rt.block_on(tokio::time::sleep(std::time::Duration::from_millis(5)));
+                    rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(5)).await });
                     store = rt.block_on(async { LogStore::open(dir.path(), LogConfig::default()).unwrap() });
                 }
             }
