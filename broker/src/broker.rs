@@ -159,6 +159,7 @@ impl Broker {
             RequestKind::AlterConfigs(r) => handlers::configs::alter(self, r).into(),
             RequestKind::IncrementalAlterConfigs(r) => handlers::configs::incremental_alter(self, r).into(),
             RequestKind::DescribeCluster(r) => handlers::metadata::describe_cluster(self, r, ctx).into(),
+            RequestKind::ElectLeaders(r) => handlers::elect::handle(self, r, version).await.into(),
             RequestKind::DeleteRecords(r) => handlers::records::delete_records(self, r).into(),
             RequestKind::DescribeLogDirs(r) => handlers::records::describe_log_dirs(self, r).into(),
             RequestKind::InitProducerId(r) => handlers::produce::init_producer_id(self, r).into(),

@@ -37,6 +37,8 @@ pub const METADATA_GROUP: u64 = 0;
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
 /// Application RPC: propose a metadata command on the leader; answers its Raft index.
 const RPC_PROPOSE: u8 = network::kind::APP;
+/// Application RPC: `[group u64][to u64]`: the group's leader hands leadership to `to`.
+const RPC_TRANSFER: u8 = network::kind::APP + 1;
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A node as registered in the metadata: its Kafka listeners and rack.
@@ -158,7 +160,7 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind the raft listener {my_addr}: {e}"))?;
         tracing::info!(addr = %my_addr, "raft listener");
-        let app = propose_handler(metadata.clone());
+        let app = app_handler(metadata.clone(), groups.clone());
         tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app));
         let members: BTreeMap<u64, BasicNode> =
             config.quorum_voters.iter().map(|(id, a)| (*id as u64, BasicNode { addr: a.clone() })).collect();
@@ -203,6 +205,23 @@ impl Cluster {
             tracing::info!(node = cluster.node_id, "registered with the metadata quorum");
         });
         tokio::spawn(ensure_offsets_topic(broker.clone()));
+        tokio::spawn(rebalance_leaders(broker.clone()));
+    }
+
+    /// Asks `leader` (which leads `group`) to hand leadership to `to`.
+    pub async fn transfer_leader(&self, leader: i32, group: u64, to: i32) -> Result<(), String> {
+        if leader == self.node_id {
+            let raft = self.groups.get(group).ok_or("no such group here")?;
+            return raft.trigger().transfer_leader(to as u64).await.map_err(|e| e.to_string());
+        }
+        let mut body = Vec::with_capacity(16);
+        body.extend_from_slice(&group.to_be_bytes());
+        body.extend_from_slice(&(to as u64).to_be_bytes());
+        self.peers
+            .call(leader as u64, RPC_TRANSFER, group, &body, Duration::from_secs(5))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     pub fn is_metadata_leader(&self) -> bool {
@@ -320,17 +339,26 @@ impl Cluster {
     }
 }
 
-fn propose_handler(metadata: Group) -> AppHandler {
+fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
     Arc::new(move |kind, _group, body| {
-        let metadata = metadata.clone();
+        let (metadata, groups) = (metadata.clone(), groups.clone());
         Box::pin(async move {
-            if kind != RPC_PROPOSE {
-                return Err(format!("unknown application rpc {kind}"));
-            }
-            match metadata.write_indexed(body).await {
-                Ok((index, _)) => Ok(index.to_be_bytes().to_vec()),
-                Err(WriteError::NotLeader { leader }) => Err(format!("not the metadata leader (leader {leader:?})")),
-                Err(e) => Err(e.to_string()),
+            match kind {
+                RPC_PROPOSE => match metadata.write_indexed(body).await {
+                    Ok((index, _)) => Ok(index.to_be_bytes().to_vec()),
+                    Err(WriteError::NotLeader { leader }) => {
+                        Err(format!("not the metadata leader (leader {leader:?})"))
+                    }
+                    Err(e) => Err(e.to_string()),
+                },
+                RPC_TRANSFER if body.len() == 16 => {
+                    let group = u64::from_be_bytes(body[..8].try_into().unwrap());
+                    let to = u64::from_be_bytes(body[8..].try_into().unwrap());
+                    let raft = groups.get(group).ok_or_else(|| format!("no group {group} here"))?;
+                    raft.trigger().transfer_leader(to).await.map_err(|e| e.to_string())?;
+                    Ok(Vec::new())
+                }
+                other => Err(format!("unknown application rpc {other}")),
             }
         })
     })
@@ -425,6 +453,32 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
         };
         if let Err(e) = cluster.propose_and_wait(&cmd).await {
             tracing::warn!(error = %e, "creating {} failed; retrying", crate::groups::OFFSETS_TOPIC);
+        }
+    }
+}
+
+/// `auto.leader.rebalance.enable`: every `leader.imbalance.check.interval.seconds`, a leader
+/// that is not its partition's preferred replica hands leadership back to it once the
+/// preferred replica has caught up (after a restart, leaders would otherwise pile up on the
+/// nodes that stayed up).
+async fn rebalance_leaders(broker: Arc<Broker>) {
+    let cluster = broker.cluster.clone().expect("cluster mode");
+    let get = |k: &str| broker.config.value(k).unwrap_or_default();
+    if get("auto.leader.rebalance.enable") != "true" {
+        return;
+    }
+    let secs: u64 = get("leader.imbalance.check.interval.seconds").parse().unwrap_or(300).max(1);
+    loop {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        for t in broker.topics.list() {
+            for p in &t.partitions {
+                let Some(g) = &p.replica else { continue };
+                let preferred = cluster.replicas(p.index)[0];
+                if g.is_leader() && preferred != cluster.node_id && g.caught_up(preferred as u64) {
+                    tracing::info!(topic = %p.topic, partition = p.index, to = preferred, "handing leadership back to the preferred replica");
+                    let _ = g.transfer_leader(preferred as u64).await;
+                }
+            }
         }
     }
 }

@@ -121,6 +121,8 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     // KRaft's controller.quorum.voters). Empty means a single embedded node.
     ("controller.quorum.voters", ""),
     ("broker.rack", ""),
+    ("auto.leader.rebalance.enable", "true"),
+    ("leader.imbalance.check.interval.seconds", "300"),
     ("rill.raft.heartbeat.interval.ms", "500"),
     ("rill.raft.election.timeout.ms", "2000"),
     ("offsets.retention.minutes", "10080"),

@@ -174,6 +174,19 @@ impl Group {
             .collect()
     }
 
+    /// Asks the leader (this node) to hand leadership to `to`; ignored elsewhere.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), WriteError> {
+        self.raft.trigger().transfer_leader(to).await.map_err(|e| WriteError::Fatal(e.to_string()))
+    }
+
+    /// On the leader: whether `node`'s log matches the leader's up to the last entry.
+    pub fn caught_up(&self, node: NodeId) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let (Some(repl), Some(last)) = (m.replication.as_ref(), m.last_log_index) else { return false };
+        repl.get(&node).is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index >= last))
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
         let _ = self.shared.log.close();

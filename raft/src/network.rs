@@ -44,6 +44,7 @@ pub mod kind {
     pub const VOTE: u8 = 2;
     pub const SNAPSHOT: u8 = 3;
     pub const PRE_VOTE: u8 = 4;
+    pub const TRANSFER_LEADER: u8 = 5;
     /// Application RPCs (the broker's: metadata commands forwarded to the controller, ...).
     pub const APP: u8 = 16;
 }
@@ -122,7 +123,9 @@ pub async fn serve(listener: TcpListener, node_id: NodeId, groups: Groups, app: 
 }
 
 async fn serve_conn(stream: TcpStream, node_id: NodeId, groups: Groups, app: AppHandler) -> io::Result<()> {
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
+    // Buffered: a frame is read as a length then a body, many frames per syscall.
+    let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
     let mut hello = [0u8; 18];
     tokio::time::timeout(CONNECT_TIMEOUT, rd.read_exact(&mut hello)).await.map_err(|_| io::ErrorKind::TimedOut)??;
     if &hello[..8] != MAGIC {
@@ -140,13 +143,9 @@ async fn serve_conn(stream: TcpStream, node_id: NodeId, groups: Groups, app: App
             "peer {from} speaks raft protocol v{version}, we speak v{PROTOCOL_VERSION}"
         )));
     }
-    let (tx, mut rx) = mpsc::channel::<Bytes>(256);
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                break;
-            }
-        }
+        let _ = write_frames(&mut wr, rx).await;
     });
     let result = loop {
         let frame = match read_frame(&mut rd).await {
@@ -205,6 +204,10 @@ async fn handle(k: u8, group: u64, body: Bytes, groups: &Groups, app: &AppHandle
                 let snap = openraft::Snapshot { meta: w.meta, snapshot: std::io::Cursor::new(w.data) };
                 raft.install_full_snapshot(w.vote, snap).await.map(|r| enc(&r)).map_err(|e| e.to_string())
             }
+            kind::TRANSFER_LEADER => {
+                let req: openraft::raft::TransferLeaderRequest<TypeConfig> = dec(&body)?;
+                raft.handle_transfer_leader(req).await.map(|r| enc(&r)).map_err(|e| e.to_string())
+            }
             other => Err(format!("unknown raft rpc kind {other}")),
         }
     }
@@ -213,6 +216,26 @@ async fn handle(k: u8, group: u64, body: Bytes, groups: &Groups, app: &AppHandle
         Ok(b) => (STATUS_OK, b),
         Err(e) => (STATUS_ERR, e.into_bytes()),
     }
+}
+
+/// Writes queued frames, coalescing whatever is queued into one write: with many groups
+/// between two nodes, heartbeats and appends of different groups share syscalls.
+async fn write_frames(wr: &mut (impl AsyncWriteExt + Unpin), mut rx: mpsc::Receiver<Bytes>) -> io::Result<()> {
+    let mut batch = Vec::with_capacity(64);
+    let mut buf = BytesMut::new();
+    while rx.recv_many(&mut batch, 64).await > 0 {
+        if batch.len() == 1 {
+            wr.write_all(&batch[0]).await?;
+        } else {
+            buf.clear();
+            for f in &batch {
+                buf.extend_from_slice(f);
+            }
+            wr.write_all(&buf).await?;
+        }
+        batch.clear();
+    }
+    Ok(())
 }
 
 async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Bytes> {
@@ -316,16 +339,13 @@ impl Peers {
         if &reply[..8] != MAGIC || u16::from_be_bytes([reply[8], reply[9]]) != PROTOCOL_VERSION {
             return Err(unreachable("peer speaks another raft protocol".into()));
         }
-        let (mut rd, mut wr) = stream.into_split();
-        let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
+        let (rd, mut wr) = stream.into_split();
+        let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
+        let (tx, rx) = mpsc::channel::<Bytes>(1024);
         let conn = Arc::new(Conn { tx, pending: Mutex::default(), closed: Default::default() });
         let c2 = conn.clone();
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if wr.write_all(&frame).await.is_err() {
-                    break;
-                }
-            }
+            let _ = write_frames(&mut wr, rx).await;
             c2.closed.store(true, Ordering::Release);
         });
         let c3 = conn.clone();
@@ -468,6 +488,14 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.rpc(kind::PRE_VOTE, &rpc, RPCTypes::Vote, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: openraft::raft::TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.rpc(kind::TRANSFER_LEADER, &req, RPCTypes::TransferLeader, &option).await
     }
 
     async fn full_snapshot(

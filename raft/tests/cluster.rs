@@ -36,15 +36,30 @@ fn no_app() -> AppHandler {
 }
 
 async fn start(id: u64, listener: TcpListener, dir: &Path, addrs: &BTreeMap<u64, String>) -> Node {
+    start_with(id, listener, dir, addrs, None).await
+}
+
+/// Starts a node; with `init`, it proposes that initial membership before it can hear anyone
+/// (what a restarted broker does).
+async fn start_with(
+    id: u64,
+    listener: TcpListener,
+    dir: &Path,
+    addrs: &BTreeMap<u64, String>,
+    init: Option<BTreeMap<u64, BasicNode>>,
+) -> Node {
     let addr = listener.local_addr().unwrap().to_string();
     let peers = Peers::new(id);
     for (n, a) in addrs {
         peers.set_addr(*n, a.clone());
     }
     let groups = Groups::default();
-    let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app()));
     let group =
         Group::open(id, GROUP, dir, LogConfig::default(), peers.clone(), None, raft_config(&timing())).await.unwrap();
+    if let Some(members) = init {
+        group.initialize(members).await.unwrap();
+    }
+    let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app()));
     groups.insert(GROUP, group.raft.clone());
     Node { id, addr, dir: dir.to_path_buf(), peers, groups, server, group }
 }
@@ -169,6 +184,48 @@ async fn replicate_fail_over_and_catch_up() {
         wait_hw(n, 300).await;
         assert_eq!(records(n, 300), expected, "node {} differs after fail-over", n.id);
     }
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+/// A follower that lost its disk comes back empty (and, like a freshly started node,
+/// proposes the initial membership itself); the leader's log wins and it re-replicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_rejoins_with_an_empty_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(id, l.local_addr().unwrap().to_string());
+        listeners.push((id, l));
+    }
+    let mut nodes = Vec::new();
+    for (id, l) in listeners {
+        nodes.push(start(id, l, &tmp.path().join(format!("n{id}")), &addrs).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
+    for n in &nodes {
+        n.group.initialize(members.clone()).await.unwrap();
+    }
+    let l = leader_of(&nodes).await;
+    for i in 0..20u32 {
+        nodes[l].group.write(batch(i * 2, 2)).await.unwrap();
+    }
+    let f = (l + 1) % 3;
+    let gone = nodes.remove(f);
+    let (id, addr, dir) = stop(gone).await;
+    std::fs::remove_dir_all(&dir).unwrap();
+    let l = leader_of(&nodes).await;
+    for i in 20..40u32 {
+        nodes[l].group.write(batch(i * 2, 2)).await.unwrap();
+    }
+    let back = start_with(id, TcpListener::bind(&addr).await.unwrap(), &dir, &addrs, Some(members.clone())).await;
+    wait_hw(&back, 80).await;
+    let expected = records(&nodes[0], 80);
+    assert_eq!(records(&back, 80), expected);
+    nodes.push(back);
     for n in nodes {
         stop(n).await;
     }

@@ -196,3 +196,140 @@ def test_group_commits_survive_coordinator_crash(cluster):
     c.close()
     # Resumed exactly after the last commit: nothing re-read, nothing skipped.
     assert sorted(seen + rest, key=lambda v: int(v[1:])) == [f"g{i}" for i in range(200)]
+
+
+def test_java_producer_rides_through_leader_kill(cluster, java_cp, tmp_path):
+    """The Java producer profile keeps going while its partition leader is killed; every
+    acknowledged record is there afterwards, at the offset it was acknowledged with."""
+    import subprocess
+
+    create(cluster, "javafail", 1)
+    old_leader = cluster.leader("javafail", 0)
+    acked_file = tmp_path / "acked.txt"
+    proc = subprocess.Popen(["java", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                             "-cp", java_cp, "FailoverProducer",
+                             cluster.bootstrap, "javafail", "4000", str(acked_file)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL)
+    try:
+        seen = []
+        for _ in range(50):  # log4j may print a few lines first
+            seen.append(proc.stdout.readline())
+            if "STARTED" in seen[-1] or not seen[-1]:
+                break
+        assert "STARTED" in seen[-1], "".join(seen) + proc.stdout.read()
+        time.sleep(1.0)
+        cluster.kill9(old_leader)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "FAILED 0" in out, out
+    assert cluster.leader("javafail", 0, exclude=(old_leader,)) != old_leader
+    acked = dict(line.split() for line in acked_file.read_text().splitlines())
+    got = read_all(cluster.bootstrap, "javafail", 1, len(acked))[0]
+    assert [o for o, _ in got] == list(range(len(got))), "offsets are dense"
+    by_offset = dict(got)
+    wrong = {v: (o, by_offset.get(int(o))) for v, o in acked.items() if by_offset.get(int(o)) != v}
+    assert not wrong, f"{len(wrong)} acknowledged records not at their offsets, e.g. {list(wrong.items())[:5]}"
+
+
+def segment_bytes(node, topic, partition):
+    """Bytes of the partition's segment files in a node's data dir."""
+    import glob
+    import os
+    return sum(os.path.getsize(f) for f in glob.glob(os.path.join(node.data_dir, f"{topic}-{partition}", "*.log")))
+
+
+def wait_same_bytes(cluster, topic, partition, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sizes = {i: segment_bytes(b, topic, partition) for i, b in cluster.nodes.items()}
+        if len(set(sizes.values())) == 1 and next(iter(sizes.values())) > 0:
+            return sizes
+        time.sleep(0.2)
+    raise AssertionError(f"replicas differ: {sizes}")
+
+
+def test_follower_catches_up_after_pause_and_after_losing_its_disk(cluster):
+    import shutil
+    import signal
+
+    create(cluster, "catchup", 1)
+    leader = cluster.leader("catchup", 0)
+    follower = next(i for i in cluster.nodes if i != leader)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+
+    def produce(n, tag):
+        for i in range(n):
+            p.produce("catchup", value=f"{tag}{i}".encode(), partition=0)
+        assert p.flush(30) == 0
+
+    # A paused follower (SIGSTOP, like a long GC or VM stall) misses writes, then catches up.
+    cluster.nodes[follower].proc.send_signal(signal.SIGSTOP)
+    try:
+        produce(3000, "a")
+    finally:
+        cluster.nodes[follower].proc.send_signal(signal.SIGCONT)
+    wait_same_bytes(cluster, "catchup", 0)
+
+    # A follower that lost its disk restarts empty and re-replicates everything.
+    cluster.kill9(follower)
+    shutil.rmtree(cluster.nodes[follower].data_dir)
+    produce(1000, "b")
+    cluster.restart(follower)
+    wait_same_bytes(cluster, "catchup", 0, timeout=90)
+    got = read_all(cluster.bootstrap, "catchup", 1, 4000)[0]
+    assert [v for _, v in got] == [f"a{i}" for i in range(3000)] + [f"b{i}" for i in range(1000)]
+
+
+def test_preferred_leader_election_with_kafka_cli(java_cp):
+    """After a leader is killed and comes back, `kafka-leader-election --election-type
+    PREFERRED` hands leadership back to the preferred replica (and so would the periodic
+    rebalance, checked here with a short interval); `kafka-topics --describe` shows it."""
+    import subprocess
+
+    def tool(main, *args):
+        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r.stdout
+
+    c = RillCluster(3, extra={"leader.imbalance.check.interval.seconds": "3600"}).start()
+    try:
+        bs = ["--bootstrap-server", c.bootstrap]
+        out = tool("org.apache.kafka.tools.TopicCommand", *bs, "--create", "--topic", "elect", "--partitions", 3,
+                   "--replication-factor", 3)
+        assert "Created topic elect." in out
+        preferred = c.leader("elect", 0)
+        c.kill9(preferred)
+        moved = c.leader("elect", 0, exclude=(preferred,))
+        c.restart(preferred)
+        time.sleep(2)  # let it catch up
+        assert c.leader("elect", 0) == moved, "no rebalance before it is asked for"
+        out = tool("org.apache.kafka.tools.LeaderElectionCommand", *bs, "--election-type", "PREFERRED",
+                   "--all-topic-partitions")
+        assert "Successfully completed leader election" in out, out
+        assert c.leader("elect", 0) == preferred
+        out = tool("org.apache.kafka.tools.TopicCommand", *bs, "--describe", "--topic", "elect")
+        assert "ReplicationFactor: 3" in out and f"Partition: 0\tLeader: {preferred}" in out, out
+    finally:
+        c.cleanup()
+
+
+def test_leaders_rebalance_by_themselves():
+    c = RillCluster(3, extra={"leader.imbalance.check.interval.seconds": "1"}).start()
+    try:
+        create(c, "rebal", 3)
+        leaders = {p: c.leader("rebal", p) for p in range(3)}
+        victim = leaders[0]
+        c.kill9(victim)
+        c.leader("rebal", 0, exclude=(victim,))
+        c.restart(victim)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and c.leader("rebal", 0) != victim:
+            time.sleep(0.5)
+        assert c.leader("rebal", 0) == victim, "the preferred replica did not get its leadership back"
+    finally:
+        c.cleanup()

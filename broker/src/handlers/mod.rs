@@ -3,6 +3,7 @@
 
 pub mod api_versions;
 pub mod configs;
+pub mod elect;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
