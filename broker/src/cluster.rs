@@ -164,7 +164,19 @@ impl Cluster {
         tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app));
         let members: BTreeMap<u64, BasicNode> =
             config.quorum_voters.iter().map(|(id, a)| (*id as u64, BasicNode { addr: a.clone() })).collect();
-        metadata.initialize(members).await?;
+        // A node that has never been initialized proposes the first membership only if no
+        // leader reached it meanwhile: a node that lost its disk must take the leader's log,
+        // not start a rival one.
+        let (m, wait) = (metadata.clone(), Duration::from_millis(timing.election_max_ms));
+        tokio::spawn(async move {
+            if m.raft.is_initialized().await.unwrap_or(true) {
+                return;
+            }
+            tokio::time::sleep(wait).await;
+            if let Err(e) = m.initialize(members).await {
+                tracing::error!(error = %e, "initializing the metadata quorum failed");
+            }
+        });
         let (applied, _) = watch::channel(0);
         Ok(Arc::new(Cluster {
             node_id,
@@ -286,6 +298,7 @@ impl Cluster {
         id: &Uuid,
         index: i32,
         log: LogConfig,
+        fresh: bool,
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = broker.topics.partition_dir(topic, index);
         let gid = partition_group(id, index);
@@ -295,11 +308,13 @@ impl Cluster {
         let replicas = self.replicas(index);
         let members: BTreeMap<u64, BasicNode> =
             replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.voters[r].clone() })).collect();
-        let preferred = replicas[0] == self.node_id;
+        // The preferred replica of a partition being created now starts it at once; everyone
+        // else (other replicas, or a node replaying old commands after losing its disk) waits
+        // to be reached by a leader and only starts the group itself if nobody did.
+        let first = fresh && replicas[0] == self.node_id;
         let g = group.clone();
         tokio::spawn(async move {
-            if !preferred {
-                // Give the preferred leader the first go.
+            if !first {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
             if let Err(e) = g.initialize(members).await {
@@ -367,8 +382,11 @@ fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
 async fn apply_loop(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<(u64, Bytes)>) {
     let cluster = broker.cluster.clone().expect("cluster mode");
     while let Some((index, bytes)) = rx.recv().await {
+        // Commands proposed moments ago are being applied live; older ones are a replay.
+        let fresh = rill_protocol::batch::BatchHeader::parse(&bytes)
+            .is_ok_and(|h| crate::broker::now_ms() - h.max_timestamp < 10_000);
         for cmd in Command::from_batches(&bytes) {
-            if let Err(e) = apply(&broker, &cluster, cmd).await {
+            if let Err(e) = apply(&broker, &cluster, cmd, fresh).await {
                 tracing::error!(index, error = %e, "applying a metadata command failed");
             }
         }
@@ -376,7 +394,7 @@ async fn apply_loop(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<(u64, B
     }
 }
 
-async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command) -> anyhow::Result<()> {
+async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: bool) -> anyhow::Result<()> {
     match cmd {
         Command::RegisterBroker(info) => {
             tracing::info!(node = info.id, "broker registered");
@@ -389,7 +407,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command) -> anyhow:
             let settings = TopicSettings::resolve(&configs, &broker.config);
             let mut parts = Vec::with_capacity(partitions as usize);
             for i in 0..partitions {
-                parts.push(cluster.open_replica(broker, &name, &id, i, settings.log.clone()).await?);
+                parts.push(cluster.open_replica(broker, &name, &id, i, settings.log.clone(), fresh).await?);
             }
             broker.topics.install(Topic { name: name.clone(), id, configs, settings, partitions: parts.clone() })?;
             if name == crate::groups::OFFSETS_TOPIC {
@@ -408,7 +426,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command) -> anyhow:
             let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
             let mut parts = t.partitions.clone();
             for i in parts.len() as i32..partitions {
-                parts.push(cluster.open_replica(broker, &name, &id, i, t.settings.log.clone()).await?);
+                parts.push(cluster.open_replica(broker, &name, &id, i, t.settings.log.clone(), fresh).await?);
             }
             broker.topics.install(Topic {
                 name: t.name.clone(),

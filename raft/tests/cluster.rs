@@ -213,7 +213,9 @@ async fn follower_rejoins_with_an_empty_disk() {
     for i in 0..20u32 {
         nodes[l].group.write(batch(i * 2, 2)).await.unwrap();
     }
-    let f = (l + 1) % 3;
+    // Wipe a follower whose own initial entry lost: its re-proposed one then conflicts at index 0.
+    let first = nodes[l].group.shared.with_index(|idx| idx.get(0).map(|m| m.log_id.leader_id.node_id)).unwrap();
+    let f = (0..3).find(|&i| i != l && nodes[i].id != first).unwrap();
     let gone = nodes.remove(f);
     let (id, addr, dir) = stop(gone).await;
     std::fs::remove_dir_all(&dir).unwrap();
