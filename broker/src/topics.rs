@@ -37,6 +37,8 @@ pub struct Partition {
     pub appended: Notify,
     /// Held across the idempotence check and the append so both see the same log end.
     pub producers: Mutex<ProducerStates>,
+    /// Bytes and records in and out since start, for metrics.
+    pub stats: crate::metrics::PartitionStats,
 }
 
 /// A topic as readers see it; replaced wholesale on change.
@@ -214,6 +216,7 @@ impl Topics {
                 log,
                 appended: Notify::new(),
                 producers: Mutex::new(ProducerStates::default()),
+                stats: Default::default(),
             }));
         }
         Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions })
