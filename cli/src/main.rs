@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 mod admin;
+mod admin_http;
 mod client;
 mod groups;
 mod output;
