@@ -85,15 +85,93 @@ pub fn count_records(mut set: &[u8]) -> u64 {
     n
 }
 
+/// A histogram with [`LATENCY_BUCKETS`]: recording is two relaxed atomic adds (bucket and
+/// sum), no allocation. Request timing records four of these per request, where the exporter's
+/// own histograms (a sample queue drained at upkeep) measured several times the cost.
+pub struct LatencyHistogram {
+    /// Non-cumulative counts; the last slot is +Inf.
+    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum_nanos: AtomicU64::new(0) }
+    }
+}
+
+/// [`LATENCY_BUCKETS`] in nanoseconds, so recording compares integers.
+const LATENCY_BOUNDS_NANOS: [u64; LATENCY_BUCKETS.len()] = {
+    let mut out = [0u64; LATENCY_BUCKETS.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = (LATENCY_BUCKETS[i] * 1e9) as u64;
+        i += 1;
+    }
+    out
+};
+
+impl LatencyHistogram {
+    pub fn record(&self, d: Duration) {
+        let nanos = d.as_nanos().min(u64::MAX as u128) as u64;
+        let slot = LATENCY_BOUNDS_NANOS.partition_point(|&b| b < nanos);
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Writes `_bucket`, `_sum` and `_count` samples (the caller writes the family header).
+    fn render(&self, w: &mut PromWriter<'_>, name: &str, labels: &[(&str, &str)]) {
+        let mut cumulative = 0u64;
+        let bucket = format!("{name}_bucket");
+        let mut with_le: Vec<(&str, &str)> = labels.to_vec();
+        with_le.push(("le", ""));
+        let les: Vec<String> = LATENCY_BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]).collect();
+        for (count, le) in self.buckets.iter().zip(&les) {
+            cumulative += count.load(Ordering::Relaxed);
+            *with_le.last_mut().expect("le pushed above") = ("le", le);
+            w.sample(&bucket, &with_le, cumulative as f64);
+        }
+        w.sample(&format!("{name}_sum"), labels, self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9);
+        w.sample(&format!("{name}_count"), labels, cumulative as f64);
+    }
+}
+
 /// Handles of one API's request metrics.
 struct ApiMetrics {
     name: &'static str,
     requests: Counter,
-    queue: Histogram,
-    local: Histogram,
-    remote: Histogram,
-    total: Histogram,
+    queue: LatencyHistogram,
+    local: LatencyHistogram,
+    remote: LatencyHistogram,
+    total: LatencyHistogram,
 }
+
+/// The request-time histogram families: (name, help, which of an API's histograms).
+/// Picks one of an API's histograms.
+type HistogramOf = fn(&ApiMetrics) -> &LatencyHistogram;
+
+const REQUEST_TIMES: [(&str, &str, HistogramOf); 4] = [
+    (
+        "kafka_network_requestmetrics_requestqueuetime_seconds",
+        "From a whole request frame read to its dispatch (decode and in-flight backpressure)",
+        |a| &a.queue,
+    ),
+    (
+        "kafka_network_requestmetrics_localtime_seconds",
+        "Time in the request's handler on the connection (includes a fetch's long-poll wait)",
+        |a| &a.local,
+    ),
+    (
+        "kafka_network_requestmetrics_remotetime_seconds",
+        "Time waiting after the handler returned (a produce waiting for its fsync)",
+        |a| &a.remote,
+    ),
+    (
+        "kafka_network_requestmetrics_totaltime_seconds",
+        "From a whole request frame read to its response being ready to send",
+        |a| &a.total,
+    ),
+];
 
 /// Process-wide metrics state: the recorder's render handle and cached handles.
 pub struct Metrics {
@@ -173,26 +251,6 @@ impl Metrics {
             "kafka_network_requestmetrics_errors_total",
             "Error codes returned, by API and error (one per partition or group in error)"
         );
-        metrics::describe_histogram!(
-            "kafka_network_requestmetrics_requestqueuetime_seconds",
-            metrics::Unit::Seconds,
-            "From a whole request frame read to its dispatch (decode and in-flight backpressure)"
-        );
-        metrics::describe_histogram!(
-            "kafka_network_requestmetrics_localtime_seconds",
-            metrics::Unit::Seconds,
-            "Time in the request's handler on the connection (includes a fetch's long-poll wait)"
-        );
-        metrics::describe_histogram!(
-            "kafka_network_requestmetrics_remotetime_seconds",
-            metrics::Unit::Seconds,
-            "Time waiting after the handler returned (a produce waiting for its fsync)"
-        );
-        metrics::describe_histogram!(
-            "kafka_network_requestmetrics_totaltime_seconds",
-            metrics::Unit::Seconds,
-            "From a whole request frame read to its response being ready to send"
-        );
         metrics::describe_gauge!(
             "kafka_server_delayedoperationpurgatory_purgatorysize",
             "Requests waiting: Produce for fsync, Fetch for data (long poll)"
@@ -228,10 +286,10 @@ impl Metrics {
             ApiMetrics {
                 name,
                 requests: metrics::counter!("kafka_network_requestmetrics_requests_total", "request" => name),
-                queue: metrics::histogram!("kafka_network_requestmetrics_requestqueuetime_seconds", "request" => name),
-                local: metrics::histogram!("kafka_network_requestmetrics_localtime_seconds", "request" => name),
-                remote: metrics::histogram!("kafka_network_requestmetrics_remotetime_seconds", "request" => name),
-                total: metrics::histogram!("kafka_network_requestmetrics_totaltime_seconds", "request" => name),
+                queue: LatencyHistogram::default(),
+                local: LatencyHistogram::default(),
+                remote: LatencyHistogram::default(),
+                total: LatencyHistogram::default(),
             }
         }))
     }
@@ -283,18 +341,18 @@ impl RequestTimer {
         let handled = match self.handled {
             Some(h) => {
                 m.produce_purgatory.decrement(1.0);
-                api.remote.record(now.duration_since(h).as_secs_f64());
+                api.remote.record(now.duration_since(h));
                 h
             }
             None => {
-                api.remote.record(0.0);
+                api.remote.record(Duration::ZERO);
                 now
             }
         };
         api.requests.increment(1);
-        api.queue.record(self.dispatched.duration_since(self.received).as_secs_f64());
-        api.local.record(handled.duration_since(self.dispatched).as_secs_f64());
-        api.total.record(now.duration_since(self.received).as_secs_f64());
+        api.queue.record(self.dispatched.duration_since(self.received));
+        api.local.record(handled.duration_since(self.dispatched));
+        api.total.record(now.duration_since(self.received));
         if let Some(r) = response {
             for_each_error(r, |code| m.count_error(api, self.key, code));
         }
@@ -503,6 +561,12 @@ pub fn render(broker: Option<&Broker>, ready: bool) -> String {
     w.sample("rill_broker_ready", &[], if ready { 1.0 } else { 0.0 });
     w.family("rill_broker_uptime_seconds", "gauge", "Seconds since the broker process started");
     w.sample("rill_broker_uptime_seconds", &[], m.uptime().as_secs_f64());
+    for (name, help, which) in REQUEST_TIMES {
+        w.family(name, "histogram", help);
+        for api in m.apis.iter().filter_map(OnceLock::get) {
+            which(api).render(&mut w, name, &[("request", api.name)]);
+        }
+    }
     let Some(broker) = broker else {
         return out;
     };
@@ -673,6 +737,33 @@ mod tests {
         assert_eq!(count_records(&set), 7);
         // A fetch may end with a partial batch: it is not counted.
         assert_eq!(count_records(&set[..set.len() - 5]), 3);
+    }
+
+    /// What recording costs per produce request (timer, histograms, counters, error scan and
+    /// the partition's byte/record counters). `cargo test -p rill-broker --release --lib
+    /// recording_cost -- --ignored --nocapture`; README "Monitoring" quotes it.
+    #[test]
+    #[ignore]
+    fn recording_cost() {
+        use rill_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+        use rill_protocol::messages::ProduceResponse;
+        let resp = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
+            TopicProduceResponse::default().with_partition_responses(vec![PartitionProduceResponse::default()]),
+        ]));
+        let stats = PartitionStats::default();
+        let n = 2_000_000u32;
+        for deferred in [false, true] {
+            let started = Instant::now();
+            for _ in 0..n {
+                let t = RequestTimer::start(ApiKey::Produce, Instant::now());
+                stats.produced(1000, 10);
+                let t = if deferred { t.deferred() } else { t };
+                t.done(Some(&resp));
+            }
+            let per = started.elapsed() / n;
+            println!("recording one produce request (deferred: {deferred}): {per:?}");
+        }
+        get().prometheus.run_upkeep();
     }
 
     #[test]

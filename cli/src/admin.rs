@@ -850,8 +850,7 @@ async fn cluster_health(pool: &mut Pool, admin: &[String], json: bool) -> anyhow
     offline.sort();
     under.sort();
     let down = brokers.iter().filter(|b| b.3.is_err()).count();
-    let healthy =
-        down == 0 && offline.is_empty() && topic_errors.is_empty() && !brokers.is_empty() && not_ready == 0;
+    let healthy = down == 0 && offline.is_empty() && topic_errors.is_empty() && !brokers.is_empty() && not_ready == 0;
     if json {
         let b: Vec<Value> = brokers
             .iter()

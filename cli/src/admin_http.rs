@@ -9,7 +9,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Readiness of one broker as its admin listener reports it.
 pub struct Readiness {
-    pub addr: String,
     pub ready: bool,
     /// (check, ok, detail)
     pub checks: Vec<(String, bool, String)>,
@@ -33,7 +32,7 @@ pub async fn readiness(addr: &str) -> anyhow::Result<Readiness> {
                 .collect()
         })
         .unwrap_or_default();
-    Ok(Readiness { addr: host, ready: status == 200 && v["ready"].as_bool() == Some(true), checks })
+    Ok(Readiness { ready: status == 200 && v["ready"].as_bool() == Some(true), checks })
 }
 
 async fn get(host: &str, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
@@ -41,7 +40,8 @@ async fn get(host: &str, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
     s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await?;
-    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("{host}: truncated HTTP response"))?;
+    let split =
+        buf.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("{host}: truncated HTTP response"))?;
     let head = std::str::from_utf8(&buf[..split]).map_err(|_| anyhow!("{host}: bad HTTP header"))?;
     let status = head
         .split_whitespace()

@@ -284,3 +284,29 @@ def test_cluster_status_agrees_with_metadata(broker):
     for t in topics:
         if t["name"] in md.topics:
             assert t["partitions"] == len(md.topics[t["name"]].partitions)
+
+
+def test_cluster_health_reads_the_admin_listener(broker):
+    import json
+    import subprocess
+    from broker import free_port, rill_bin
+    from metricskit import admin_url
+    admin_addr = admin_url(broker).split("//", 1)[1]
+
+    def health(*extra):
+        return subprocess.run([rill_bin(), "cluster", "health", "--bootstrap-server", broker.bootstrap, *extra],
+                              capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+    r = health("--admin", admin_addr, "--output", "json")
+    assert r.returncode == 0, r.stderr
+    h = json.loads(r.stdout)
+    assert h["healthy"] is True and [x["ready"] for x in h["readiness"]] == [True]
+    _, ready = get_json(broker, "/health/ready")
+    assert {c["name"] for c in h["readiness"][0]["checks"]} == {c["name"] for c in ready["checks"]}
+    r = health("--admin", admin_addr)
+    assert r.returncode == 0 and f"ready ({admin_addr})" in r.stdout and "FAIL" not in r.stdout
+    # An admin listener that does not answer makes the cluster unhealthy.
+    dead = f"127.0.0.1:{free_port()}"
+    r = health("--admin", admin_addr, "--admin", dead)
+    assert r.returncode == 1 and "1 broker(s) not ready" in r.stderr, (r.stdout, r.stderr)
+    assert f"ready ({dead})" in r.stdout and "FAIL" in r.stdout
