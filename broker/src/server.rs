@@ -172,7 +172,7 @@ async fn read_loop(
                 Err(_) => return "read error",
             }
         };
-        let received = std::time::Instant::now();
+        let received = crate::metrics::now();
         buf.advance(4);
         let payload = buf.split_to(size).freeze();
         let prefix = match peek_header(&payload) {

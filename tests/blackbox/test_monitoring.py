@@ -68,7 +68,8 @@ def test_produce_and_fetch_move_topic_and_log_metrics(broker, topic_name):
     assert after.value("kafka_server_brokertopicmetrics_messagesin_total", topic=topic_name) == 42
     # A new topic's log holds exactly the bytes that were appended to it.
     size = sum(after.value("kafka_log_log_size", topic=topic_name, partition=p) for p in (0, 1))
-    assert size > 42 * 100 // 12 and after.value("kafka_server_brokertopicmetrics_bytesin_total", topic=topic_name) == size
+    value_bytes = sum(10 + i for i in range(30)) + 12 * 100
+    assert size > value_bytes and after.value("kafka_server_brokertopicmetrics_bytesin_total", topic=topic_name) == size
     # Log end offsets agree with the Kafka API's high watermarks.
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "mon-watermarks"})
     try:
@@ -151,29 +152,37 @@ def test_delete_records_moves_log_start_offset(broker, topic_name):
     assert t["messages"] == 5
 
 
-def test_connections_are_counted_and_logged_with_client_id(broker):
-    def count():
-        return Scrape(broker).value("kafka_server_socketservermetrics_connection_count", listener="PLAINTEXT")
+def test_connections_are_counted_and_logged_with_client_id(fresh_broker):
+    # A broker of its own: on the shared one, other tests' clients connect and disconnect.
+    broker = fresh_broker()
 
-    created_before = Scrape(broker).value("kafka_server_socketservermetrics_connection_creation_total",
-                                          listener="PLAINTEXT")
-    base = count()
+    def scrape(name):
+        return Scrape(broker).value(name, listener="PLAINTEXT")
+
+    # The start-up probe (a TCP connect) has come and gone.
+    wait_for(lambda: scrape("kafka_server_socketservermetrics_connection_count") == 0, what="probe closed")
+    created = scrape("kafka_server_socketservermetrics_connection_creation_total")
+    log_start = broker.log_size()
     socks = [kproto.connect(broker) for _ in range(3)]
     client_id = f"mon-conn-{uuid.uuid4().hex[:8]}"
     try:
         for s in socks:
             s.sendall(kproto.request(kproto.API_API_VERSIONS, 0, 1, b"", False, client_id=client_id))
             kproto.recv_frame(s)
-        wait_for(lambda: count() >= base + 3, what="3 more open connections")
-        assert Scrape(broker).value("kafka_server_socketservermetrics_connection_creation_total",
-                                    listener="PLAINTEXT") >= created_before + 3
+        assert scrape("kafka_server_socketservermetrics_connection_count") == 3
+        assert scrape("kafka_server_socketservermetrics_connection_creation_total") == created + 3
     finally:
         for s in socks:
             s.close()
-    wait_for(lambda: count() <= base, what="connections closed")
-    line = wait_for(lambda: [ln for ln in ANSI.sub("", broker.log_tail(max_lines=5000)).splitlines()
-                             if "connection closed" in ln and client_id in ln], what="close log line")[0]
-    assert "peer=127.0.0.1:" in line and "principal=" in line and "listener=PLAINTEXT" in line
+    wait_for(lambda: scrape("kafka_server_socketservermetrics_connection_count") == 0, what="connections closed")
+    assert scrape("kafka_server_socketservermetrics_connection_creation_total") == created + 3
+    lines = wait_for(lambda: [ln for ln in ANSI.sub("", broker.log_tail(max_lines=5000)).splitlines()
+                              if "connection closed" in ln and client_id in ln], what="close log lines")
+    assert len(lines) == 3
+    assert all("peer=127.0.0.1:" in ln and "principal=" in ln and "listener=PLAINTEXT" in ln for ln in lines)
+    opened = [ln for ln in ANSI.sub("", broker.log_tail(since=log_start, max_lines=5000)).splitlines()
+              if "connection opened" in ln]
+    assert len(opened) == 3
 
 
 def test_bad_input_does_not_flood_the_log(broker):
