@@ -6,6 +6,7 @@ import struct
 import time
 import uuid
 
+import pytest
 from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition
 
 import kproto
@@ -319,3 +320,51 @@ def test_cluster_health_reads_the_admin_listener(broker):
     r = health("--admin", admin_addr, "--admin", dead)
     assert r.returncode == 1 and "1 broker(s) not ready" in r.stderr, (r.stdout, r.stderr)
     assert f"ready ({dead})" in r.stdout and "FAIL" in r.stdout
+
+
+@pytest.mark.slow
+def test_ready_only_after_recovery(fresh_broker):
+    """After kill -9 the admin listener answers at once: live, but not ready while partition
+    logs recover; ready once the Kafka listener serves."""
+    import threading
+    b = fresh_broker()
+    a = admin(b)
+    from confluent_kafka.admin import NewTopic
+    # Enough partitions that recovery after a crash takes a noticeable moment.
+    names = [f"recover-{i}" for i in range(20)]
+    for f in a.create_topics([NewTopic(n, num_partitions=100, replication_factor=1) for n in names],
+                             operation_timeout=60, request_timeout=60).values():
+        f.result(timeout=120)
+    produce(b, names[0], [(None, b"x") for _ in range(10)])
+    b.kill9()
+    seen = []
+    stop = threading.Event()
+
+    def poll():
+        while not stop.is_set():
+            try:
+                live = http_get(b, "/health/live", timeout=2)[0]
+                status, ctype, body = http_get(b, "/health/ready", timeout=2)
+                seen.append((live, status, body))
+            except OSError:
+                seen.append((None, None, None))
+            time.sleep(0.005)
+
+    t = threading.Thread(target=poll)
+    t.start()
+    try:
+        b.restart()
+        wait_for(lambda: seen and seen[-1][1] == 200, what="ready after restart")
+    finally:
+        stop.set()
+        t.join()
+    import json
+    answered = [(live, status, json.loads(body)) for live, status, body in seen if status is not None]
+    recovering = [r for live, status, r in answered if status == 503]
+    assert recovering, "no 503 seen while recovering 2,000 partitions"
+    assert all(live == 200 for live, _, _ in answered), "live answers 200 throughout"
+    assert any(c["name"] == "storage" and not c["ok"] for c in recovering[0]["checks"])
+    assert answered[-1][2]["ready"] is True
+    # Once ready, it stays ready.
+    first_ready = next(i for i, (_, status, _) in enumerate(answered) if status == 200)
+    assert all(status == 200 for _, status, _ in answered[first_ready:])
