@@ -153,8 +153,10 @@ def test_delete_records_moves_log_start_offset(broker, topic_name):
     assert t["messages"] == 5
 
 
-def test_connections_are_counted_and_logged_with_client_id(fresh_broker):
+def test_connections_are_counted_and_logged_with_client_id(fresh_broker, monkeypatch):
     # A broker of its own: on the shared one, other tests' clients connect and disconnect.
+    # It logs JSON (structured logs), one object a line.
+    monkeypatch.setenv("RILL_LOG_FORMAT", "json")
     broker = fresh_broker()
 
     def scrape(name):
@@ -177,13 +179,23 @@ def test_connections_are_counted_and_logged_with_client_id(fresh_broker):
             s.close()
     wait_for(lambda: scrape("kafka_server_socketservermetrics_connection_count") == 0, what="connections closed")
     assert scrape("kafka_server_socketservermetrics_connection_creation_total") == created + 3
-    lines = wait_for(lambda: [ln for ln in ANSI.sub("", broker.log_tail(max_lines=5000)).splitlines()
-                              if "connection closed" in ln and client_id in ln], what="close log lines")
-    assert len(lines) == 3
-    assert all("peer=127.0.0.1:" in ln and "principal=" in ln and "listener=PLAINTEXT" in ln for ln in lines)
-    opened = [ln for ln in ANSI.sub("", broker.log_tail(since=log_start, max_lines=5000)).splitlines()
-              if "connection opened" in ln]
-    assert len(opened) == 3
+    def events(message):
+        import json
+        out = []
+        for ln in broker.log_tail(since=log_start, max_lines=5000).splitlines():
+            if ln.startswith("{"):
+                e = json.loads(ln)
+                if e["fields"].get("message") == message:
+                    out.append(e["fields"])
+        return out
+
+    closed = wait_for(lambda: [e for e in events("connection closed") if e.get("client_id") == client_id],
+                      what="close log lines")
+    assert len(closed) == 3
+    for e in closed:
+        assert e["peer"].startswith("127.0.0.1:") and e["listener"] == "PLAINTEXT"
+        assert e["principal"] == "User:ANONYMOUS" and e["reason"] == "peer closed"
+    assert sorted(e["peer"] for e in events("connection opened")) == sorted(e["peer"] for e in closed)
 
 
 def test_bad_input_does_not_flood_the_log(broker):
