@@ -1,12 +1,14 @@
 //! Broker metrics, named after Kafka's JMX metrics where one exists (the names the Prometheus
 //! JMX exporter gives them), rendered in Prometheus text format by the admin listener.
 //!
-//! Two kinds, for cost reasons:
-//! * Event metrics (per-API requests, errors and latency histograms, fsyncs, connections,
-//!   purgatory sizes) go through the `metrics` crate. The Prometheus recorder is installed as
-//!   the process-wide recorder, and every handle used on a hot path is created once and
-//!   cached here, so recording is an atomic add or a lock-free histogram push, never a
-//!   registry lookup or a label string built per request.
+//! Three kinds, for cost reasons:
+//! * Event metrics (per-API request and error counts, fsyncs, connections, purgatory sizes)
+//!   go through the `metrics` crate. The Prometheus recorder is installed as the process-wide
+//!   recorder, and every handle used on a hot path is created once and cached here, so
+//!   recording is an atomic add, never a registry lookup or a label string built per request.
+//! * Per-API request-time histograms (four per request) are [`LatencyHistogram`]s: fixed
+//!   buckets on plain atomics, rendered here, timed with TSC timestamps; the exporter's
+//!   histograms cost several times more per sample.
 //! * State metrics (log sizes and offsets, per-topic byte and message totals, group lag and
 //!   states, disk space) are read from the broker's own structures at scrape time by
 //!   [`render`]. Per-partition byte and message counters live in [`PartitionStats`] inside
