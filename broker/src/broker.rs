@@ -30,6 +30,8 @@ pub enum Reply {
 pub struct ConnContext {
     pub listener: String,
     pub peer: std::net::SocketAddr,
+    /// The client.id of the connection's first request, for its close log line.
+    pub client_id: std::sync::OnceLock<String>,
 }
 
 pub struct Broker {

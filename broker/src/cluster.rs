@@ -330,6 +330,7 @@ impl Cluster {
             appended: Notify::new(),
             producers: parking_lot::Mutex::new(ProducerStates::default()),
             producers_term: std::sync::atomic::AtomicU64::new(0),
+            stats: Default::default(),
         });
         // Long-polling fetches wait on `appended`: wake them when the high watermark moves,
         // and forget producer state when leadership changes (it is not replicated yet).

@@ -78,6 +78,8 @@ pub struct BrokerConfig {
 /// are read by topic_config.
 pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("node.id", "1"),
+    // The admin HTTP listener (metrics, health, console): host:port, or off.
+    ("admin.listener", "127.0.0.1:9644"),
     ("broker.id", ""),
     ("cluster.id", ""),
     ("listeners", "PLAINTEXT://127.0.0.1:9092"),

@@ -6,12 +6,15 @@
 //! never block a connection's reader on disk sync: fsyncs run on blocking threads and are
 //! shared by concurrent producers (group commit).
 
+pub mod admin_http;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod conn_log;
 pub mod error;
 pub mod groups;
 pub mod handlers;
+pub mod metrics;
 pub mod producer_state;
 pub mod server;
 pub mod topic_config;

@@ -60,11 +60,13 @@ async fn accept_loop(
             }
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "max.connections reached; closing new connection");
+            if let Some(suppressed) = crate::conn_log::BAD_INPUT.allow() {
+                tracing::warn!(%peer, suppressed, "max.connections reached; closing new connection");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ConnContext { listener: name.clone(), peer };
+        let ctx = ConnContext { listener: name.clone(), peer, client_id: Default::default() };
         let broker = broker.clone();
         tokio::spawn(async move {
             serve_connection(broker, stream, ctx).await;
@@ -74,14 +76,14 @@ async fn accept_loop(
 }
 
 async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, ctx: ConnContext) {
-    tracing::debug!(peer = %ctx.peer, listener = %ctx.listener, "connection opened");
+    let opened = crate::conn_log::opened(&ctx);
     let (rd, wr) = stream.into_split();
     let (tx, rx) = mpsc::channel::<Slot>(broker.config.max_inflight_requests_per_connection.max(1));
     let writer = tokio::spawn(write_loop(wr, rx));
     let reason = read_loop(&broker, rd, tx, &ctx).await;
     // The writer drains every slot already queued, then ends when the channel closes.
     let _ = writer.await;
-    tracing::debug!(peer = %ctx.peer, reason, "connection closed");
+    crate::conn_log::closed(&ctx, opened, reason);
 }
 
 async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
@@ -147,11 +149,15 @@ async fn read_loop(
                 Ok(Some(size)) => break size,
                 Ok(None) => {}
                 Err(FrameError::TooLarge { size, max }) => {
-                    tracing::warn!(peer = %ctx.peer, size, max, "request larger than socket.request.max.bytes; closing");
+                    if let Some(suppressed) = crate::conn_log::BAD_INPUT.allow() {
+                        tracing::warn!(peer = %ctx.peer, suppressed, size, max, "request larger than socket.request.max.bytes; closing");
+                    }
                     return "frame too large";
                 }
                 Err(FrameError::Negative(n)) => {
-                    tracing::warn!(peer = %ctx.peer, size = n, "negative frame size; closing");
+                    if let Some(suppressed) = crate::conn_log::BAD_INPUT.allow() {
+                        tracing::warn!(peer = %ctx.peer, suppressed, size = n, "negative frame size; closing");
+                    }
                     return "bad frame";
                 }
             }
@@ -166,12 +172,15 @@ async fn read_loop(
                 Err(_) => return "read error",
             }
         };
+        let received = crate::metrics::now();
         buf.advance(4);
         let payload = buf.split_to(size).freeze();
         let prefix = match peek_header(&payload) {
             Ok(p) => p,
             Err(e) => {
-                tracing::warn!(peer = %ctx.peer, error = %e, "malformed request; closing");
+                if let Some(suppressed) = crate::conn_log::BAD_INPUT.allow() {
+                    tracing::warn!(peer = %ctx.peer, suppressed, error = %e, "malformed request; closing");
+                }
                 return "malformed request";
             }
         };
@@ -188,7 +197,9 @@ async fn read_loop(
                 continue;
             }
             Err(e) => {
-                tracing::warn!(peer = %ctx.peer, client_api_key = prefix.api_key, version = prefix.api_version, error = %e, "cannot serve request; closing connection");
+                if let Some(suppressed) = crate::conn_log::BAD_INPUT.allow() {
+                    tracing::warn!(peer = %ctx.peer, suppressed, client_api_key = prefix.api_key, version = prefix.api_version, error = %e, "cannot serve request; closing connection");
+                }
                 return "undecodable request";
             }
         };
@@ -199,13 +210,20 @@ async fn read_loop(
         let api_key = request.api_key;
         let version = request.version();
         let correlation_id = request.correlation_id();
+        if ctx.client_id.get().is_none() {
+            let _ = ctx.client_id.set(request.header.client_id.as_deref().unwrap_or("").to_string());
+        }
+        let timer = crate::metrics::RequestTimer::start(api_key, received);
         match broker.serve(request, ctx).await {
             Reply::Now(response) => {
+                timer.done(response.as_ref());
                 let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
             }
             Reply::Later(pending) => {
+                let timer = timer.deferred();
                 tokio::spawn(async move {
                     let response = pending.await;
+                    timer.done(response.as_ref());
                     let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
                 });
             }

@@ -43,6 +43,8 @@ pub struct Partition {
     /// Cluster mode: the term `producers` was built in. Producer state is not replicated yet,
     /// so a new leader starts it afresh.
     pub producers_term: std::sync::atomic::AtomicU64,
+    /// Bytes and records in and out since start, for metrics.
+    pub stats: crate::metrics::PartitionStats,
 }
 
 impl Partition {
@@ -266,6 +268,7 @@ impl Topics {
                 appended: Notify::new(),
                 producers: Mutex::new(ProducerStates::default()),
                 producers_term: std::sync::atomic::AtomicU64::new(0),
+                stats: Default::default(),
             }));
         }
         Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions })

@@ -182,7 +182,13 @@ pub enum ClusterCmd {
     ///
     /// Exit status 0 when healthy, 1 when not (under-replicated partitions are reported but
     /// don't fail the check).
-    Health,
+    Health {
+        /// Also ask these brokers' admin listeners (`admin.listener`, e.g. 127.0.0.1:9644) for
+        /// /health/ready: storage recovered, metadata loaded, partitions led or followed.
+        /// Repeat for several brokers.
+        #[arg(long = "admin", value_name = "HOST:PORT")]
+        admin: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -755,8 +761,8 @@ type BrokerRow = (i32, String, i32, Option<String>);
 
 pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
     let mut pool = connect(conn).await?;
-    if let ClusterCmd::Health = cmd {
-        return cluster_health(&mut pool, conn.output == Output::Json).await;
+    if let ClusterCmd::Health { admin } = cmd {
+        return cluster_health(&mut pool, &admin, conn.output == Output::Json).await;
     }
     let (cluster_id, controller, mut brokers): (String, i32, Vec<BrokerRow>) = if pool
         .main()
@@ -793,8 +799,15 @@ pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
 }
 
 /// `cluster health`: every broker in metadata answers ApiVersions, every partition has a leader.
-async fn cluster_health(pool: &mut Pool, json: bool) -> anyhow::Result<()> {
+async fn cluster_health(pool: &mut Pool, admin: &[String], json: bool) -> anyhow::Result<()> {
     let md = metadata(pool, None).await?;
+    let mut not_ready = 0;
+    let mut ready_rows = Vec::new();
+    for addr in admin {
+        let r = crate::admin_http::readiness(addr).await;
+        not_ready += usize::from(!r.as_ref().is_ok_and(|r| r.ready));
+        ready_rows.push((addr.clone(), r));
+    }
     let mut brokers: Vec<(i32, String, i32, Result<u128, String>)> = Vec::new();
     let mut listed: Vec<_> = md.brokers.iter().map(|b| (b.node_id.0, b.host.to_string(), b.port)).collect();
     listed.sort();
@@ -837,7 +850,7 @@ async fn cluster_health(pool: &mut Pool, json: bool) -> anyhow::Result<()> {
     offline.sort();
     under.sort();
     let down = brokers.iter().filter(|b| b.3.is_err()).count();
-    let healthy = down == 0 && offline.is_empty() && topic_errors.is_empty() && !brokers.is_empty();
+    let healthy = down == 0 && offline.is_empty() && topic_errors.is_empty() && !brokers.is_empty() && not_ready == 0;
     if json {
         let b: Vec<Value> = brokers
             .iter()
@@ -850,8 +863,16 @@ async fn cluster_health(pool: &mut Pool, json: bool) -> anyhow::Result<()> {
         let ur: Vec<Value> =
             under.iter().map(|(t, p, r, i)| json!({"topic": t, "partition": p, "replicas": r, "isr": i})).collect();
         let te: Vec<Value> = topic_errors.iter().map(|(t, e)| json!({"topic": t, "error": e})).collect();
+        let ready: Vec<Value> = ready_rows
+            .iter()
+            .map(|(addr, r)| match r {
+                Ok(r) => json!({"admin": addr, "ready": r.ready, "checks": r.checks.iter()
+                    .map(|(n, ok, d)| json!({"name": n, "ok": ok, "detail": d})).collect::<Vec<_>>()}),
+                Err(e) => json!({"admin": addr, "ready": false, "error": format!("{e:#}")}),
+            })
+            .collect();
         print_json(&json!({"healthy": healthy, "brokers": b, "topics": md.topics.len(), "partitions": total,
-            "offline_partitions": off, "under_replicated_partitions": ur, "topic_errors": te}))?;
+            "offline_partitions": off, "under_replicated_partitions": ur, "topic_errors": te, "readiness": ready}))?;
     } else {
         let mut t = Table::new(&["CHECK", "STATUS", "DETAIL"]);
         if brokers.is_empty() {
@@ -881,14 +902,27 @@ async fn cluster_health(pool: &mut Pool, json: bool) -> anyhow::Result<()> {
             ("WARN", format!("{}: {}", under.len(), list.join(", ")))
         };
         t.row(vec!["under-replicated".into(), ur.0.into(), ur.1]);
+        for (addr, r) in &ready_rows {
+            let (status, detail) = match r {
+                Ok(r) if r.ready => ("ok", format!("{} checks pass", r.checks.len())),
+                Ok(r) => {
+                    let failing: Vec<String> =
+                        r.checks.iter().filter(|c| !c.1).map(|(n, _, d)| format!("{n}: {d}")).collect();
+                    ("FAIL", failing.join("; "))
+                }
+                Err(e) => ("FAIL", format!("{e:#}")),
+            };
+            t.row(vec![format!("ready ({addr})"), status.into(), detail]);
+        }
         t.print()?;
     }
     if !healthy {
         bail!(
-            "the cluster is not healthy: {down} of {} broker(s) unreachable, {} partition(s) without a leader{}",
+            "the cluster is not healthy: {down} of {} broker(s) unreachable, {} partition(s) without a leader{}{}",
             brokers.len(),
             offline.len(),
-            if topic_errors.is_empty() { String::new() } else { format!(", {} topic error(s)", topic_errors.len()) }
+            if topic_errors.is_empty() { String::new() } else { format!(", {} topic error(s)", topic_errors.len()) },
+            if not_ready == 0 { String::new() } else { format!(", {not_ready} broker(s) not ready") }
         );
     }
     Ok(())

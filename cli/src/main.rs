@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 mod admin;
+mod admin_http;
 mod client;
 mod groups;
 mod output;
@@ -206,7 +207,19 @@ fn run_broker(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rill").build()?;
     runtime.block_on(async move {
         let started = std::time::Instant::now();
-        let broker = rill_broker::Broker::start(config).await?;
+        // Bound before recovery, so health probes see "live, not ready" while logs recover.
+        let admin = rill_broker::admin_http::AdminState::new();
+        if let Some(addr) = rill_broker::admin_http::address(&config)? {
+            let listener = rill_broker::admin_http::bind(addr).await?;
+            tokio::spawn(rill_broker::admin_http::serve(listener, admin.clone()));
+        }
+        // Open storage on a blocking thread so the admin listener keeps answering meanwhile.
+        let broker = if config.is_cluster() {
+            rill_broker::Broker::start(config).await?
+        } else {
+            tokio::task::spawn_blocking(move || rill_broker::Broker::open(config)).await??
+        };
+        admin.set_broker(broker.clone());
         tracing::info!(
             node_id = broker.node_id(),
             cluster_id = broker.topics.cluster_id(),
@@ -216,6 +229,7 @@ fn run_broker(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> 
         );
         tokio::spawn(broker.clone().run_maintenance());
         let server = tokio::spawn(rill_broker::server::serve(broker.clone()));
+        admin.set_serving();
         tokio::select! {
             r = server => r??,
             _ = shutdown_signal() => tracing::info!("shutting down"),

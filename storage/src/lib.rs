@@ -16,6 +16,7 @@ mod config;
 mod error;
 mod index;
 mod log;
+pub mod observe;
 mod recovery;
 mod segment;
 

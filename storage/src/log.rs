@@ -395,6 +395,7 @@ impl PartitionLog {
             files.push(log);
             (target, files, std::mem::take(&mut st.dir_dirty), st.truncations)
         };
+        let started = std::time::Instant::now();
         for f in files.drain(..) {
             if let Err(e) = f.sync_data() {
                 self.poison("fdatasync", &e);
@@ -407,6 +408,7 @@ impl PartitionLog {
                 return Err(e.into());
             }
         }
+        crate::observe::sync_done(started.elapsed());
         let st = self.state.read();
         if st.truncations == truncations {
             self.flushed.fetch_max(target, Ordering::AcqRel);

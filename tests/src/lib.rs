@@ -75,6 +75,8 @@ impl Broker {
             .args(["--set", &format!("listeners=PLAINTEXT://127.0.0.1:{port}")])
             .args(["--set", &format!("log.dirs={}", logdir.display())])
             .args(["--set", "node.id=1"])
+            // An ephemeral port: tests run several brokers at once.
+            .args(["--set", "admin.listener=127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -58,11 +58,18 @@ class Broker:
         self.own_workdir = own_workdir
         self.extra = dict(extra or {})
         self.proc = None  # rill only
+        # Rill's admin HTTP listener (metrics, health, console); a free port per broker, since
+        # tests run several brokers at once. None for Apache Kafka.
+        self.admin_port = None
         self.log_path = os.path.join(workdir, "rill.log" if target == "rill" else "kafka.log")
 
     @property
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self):
+        return f"http://127.0.0.1:{self.admin_port}" if self.admin_port else None
 
     @property
     def data_dir(self):
@@ -104,6 +111,9 @@ class Broker:
         binary = rill_bin()
         if not os.path.exists(binary):
             raise RuntimeError(f"rill binary not found: {binary} (build with cargo build --release -p rill-cli or set RILL_BIN)")
+        if "admin.listener" not in self.extra:
+            self.admin_port = self.admin_port or free_port()
+            self.extra["admin.listener"] = f"127.0.0.1:{self.admin_port}"
         args = [binary, "broker",
                 "--set", f"listeners=PLAINTEXT://127.0.0.1:{self.port}",
                 "--set", f"log.dirs={self.data_dir}",

@@ -57,6 +57,18 @@ struct GroupEntry {
     removed: bool,
 }
 
+/// A group as metrics and the admin listener show it.
+#[derive(Debug, Clone)]
+pub struct GroupSnapshot {
+    pub group: String,
+    /// `classic` or `consumer` (KIP-848).
+    pub kind: &'static str,
+    pub state: &'static str,
+    pub members: usize,
+    /// Completed rebalances: the generation (classic) or the group epoch (consumer protocol).
+    pub generation: i32,
+}
+
 /// A member as DescribeGroups shows it.
 #[derive(Debug, Clone)]
 pub struct MemberDescription {
@@ -790,6 +802,38 @@ impl GroupCoordinator {
             })
             .collect();
         out.sort();
+        out
+    }
+
+    /// Every group's state, size and rebalance count, for metrics and the admin listener.
+    pub fn snapshots(&self) -> Vec<GroupSnapshot> {
+        let entries: Vec<_> = self.groups.lock().values().cloned().collect();
+        let mut out: Vec<_> = entries
+            .iter()
+            .filter_map(|entry| {
+                let e = entry.lock();
+                if e.removed {
+                    return None;
+                }
+                Some(match &e.consumer {
+                    Some(c) => GroupSnapshot {
+                        group: e.group.id.clone(),
+                        kind: "consumer",
+                        state: c.state().name(),
+                        members: c.members.len(),
+                        generation: c.group_epoch,
+                    },
+                    None => GroupSnapshot {
+                        group: e.group.id.clone(),
+                        kind: "classic",
+                        state: e.group.phase.name(),
+                        members: e.group.members.len(),
+                        generation: e.group.generation,
+                    },
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.group.cmp(&b.group));
         out
     }
 

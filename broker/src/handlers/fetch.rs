@@ -95,6 +95,18 @@ fn read_all(wanted: &[Wanted], max_bytes: usize) -> (Vec<FetchableTopicResponse>
     (topics, total)
 }
 
+/// Adds what the response carries to each partition's bytes/messages-out totals. Only the
+/// read that is answered counts: a long poll may read (too little) several times.
+fn count_out(wanted: &[Wanted], topics: &[FetchableTopicResponse]) {
+    for (w, t) in wanted.iter().zip(topics) {
+        for (wp, pd) in w.partitions.iter().zip(&t.partitions) {
+            if let (Ok(p), Some(records)) = (&wp.target, &pd.records) {
+                p.stats.fetched(records);
+            }
+        }
+    }
+}
+
 pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> FetchResponse {
     if req.session_id != 0 {
         // We never hand out sessions, so any id is one we do not know.
@@ -143,8 +155,10 @@ pub async fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Fe
         let has_error = topics.iter().any(|t| t.partitions.iter().any(|p| p.error_code != 0));
         if total >= min_bytes.max(1) || has_error || notified.is_empty() || Instant::now() >= deadline || min_bytes == 0
         {
+            count_out(&wanted, &topics);
             return FetchResponse::default().with_responses(topics);
         }
+        let _waiting = crate::metrics::FetchWait::enter();
         tokio::select! {
             _ = select_all(notified) => {}
             _ = tokio::time::sleep_until(deadline) => {}

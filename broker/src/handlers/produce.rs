@@ -96,6 +96,7 @@ fn append(topic: &Topic, partition: &Partition, records: &[u8], acks: i16) -> Re
         producers.record(header.producer_id, header.producer_epoch, header.base_sequence, last_seq, info.first_offset);
     }
     drop(producers);
+    partition.stats.produced(records.len(), header.records_count);
     partition.appended.notify_waiters();
     Ok(Appended {
         base_offset: info.first_offset,
