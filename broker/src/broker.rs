@@ -11,6 +11,7 @@ use rill_protocol::Request;
 use crate::config::BrokerConfig;
 use crate::groups::GroupCoordinator;
 use crate::handlers;
+use crate::security::{self, Security};
 use crate::topics::Topics;
 
 /// How a request is answered: now, or by a future that may run while the connection goes on
@@ -27,6 +28,8 @@ pub enum Reply {
 pub struct ConnContext {
     pub listener: String,
     pub peer: std::net::SocketAddr,
+    /// Who the client authenticated as (`User:ANONYMOUS` when it did not).
+    pub principal: String,
 }
 
 pub struct Broker {
@@ -34,6 +37,8 @@ pub struct Broker {
     pub topics: Topics,
     /// Consumer groups and their committed offsets (`__consumer_offsets`).
     pub groups: Arc<GroupCoordinator>,
+    /// Listener protocols, users, ACLs.
+    pub security: Arc<Security>,
 }
 
 impl Broker {
@@ -42,7 +47,8 @@ impl Broker {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())?;
         let groups = GroupCoordinator::open(&topics, &config)?;
-        Ok(Arc::new(Broker { config, topics, groups }))
+        let security = Security::open(&config)?;
+        Ok(Arc::new(Broker { config, topics, groups, security }))
     }
 
     pub fn node_id(&self) -> i32 {
@@ -107,6 +113,12 @@ impl Broker {
                     .into()
             }
             RequestKind::ConsumerGroupDescribe(r) => handlers::groups::consumer_group_describe(self, r).into(),
+            RequestKind::CreateAcls(r) => security::admin::create_acls(&self.security, r).into(),
+            RequestKind::DescribeAcls(r) => security::admin::describe_acls(&self.security, r).into(),
+            RequestKind::DeleteAcls(r) => security::admin::delete_acls(&self.security, r).into(),
+            RequestKind::DescribeUserScramCredentials(r) => security::admin::describe_scram(&self.security, r).into(),
+            RequestKind::AlterUserScramCredentials(r) => security::admin::alter_scram(&self.security, r).into(),
+            RequestKind::DescribeClientQuotas(_) => security::admin::describe_client_quotas().into(),
             _ => {
                 // decode_request only lets through what api_versions advertises, so this is a
                 // table/dispatch mismatch: answer nothing rather than something wrong.

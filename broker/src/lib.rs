@@ -12,6 +12,7 @@ pub mod error;
 pub mod groups;
 pub mod handlers;
 pub mod producer_state;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 pub mod topics;
