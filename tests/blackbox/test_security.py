@@ -416,3 +416,35 @@ def test_request_before_authentication_closes_connection(sec):
     s.sendall(struct.pack(">i", len(h) + len(body)) + h + body)
     assert closed_by_peer(s, 10)
     s.close()
+
+
+# ------------------------------------------------------------------------------------- rill CLI
+
+
+def rill(*args, input=None):
+    from broker import rill_bin
+    r = subprocess.run([rill_bin(), *map(str, args)], input=input, capture_output=True, text=True, timeout=60,
+                       stdin=None if input is not None else subprocess.DEVNULL)
+    assert r.returncode == 0, f"rill {args}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def test_rill_user_and_acl_commands(sec):
+    import json
+    topic = new_topic(sec)
+    user = f"erin{uuid.uuid4().hex[:6]}"
+    b = ["-b", sec.plain]
+    rill("user", "add", user, "--mechanism", "SCRAM-SHA-512", "--password-stdin", *b, input="erin-pw\n")
+    users = json.loads(rill("user", "list", "-o", "json", *b))
+    assert {"user": user, "mechanisms": "SCRAM-SHA-512(iterations=8192)"} in users
+    rill("acl", "add", "--principal", f"User:{user}", "--operation", "read", "--operation", "describe",
+         "--operation", "write", "--topic", topic, *b)
+    rill("acl", "add", "--principal", f"User:{user}", "--operation", "read", "--group", f"{user}-", "--prefixed", *b)
+    acls = json.loads(rill("acl", "list", "--principal", f"User:{user}", "-o", "json", *b))
+    assert {(a["operation"], a["resource"], a["pattern"]) for a in acls} == {
+        ("Read", topic, "LITERAL"), ("Describe", topic, "LITERAL"), ("Write", topic, "LITERAL"), ("Read", f"{user}-", "PREFIXED")}
+    produce_consume(sasl_conf(sec, user, "erin-pw", "SCRAM-SHA-512"), topic, group=f"{user}-g1")
+    rill("acl", "remove", "--principal", f"User:{user}", "--operation", "read", "--group", f"{user}-", "--prefixed", *b)
+    assert len(json.loads(rill("acl", "list", "--principal", f"User:{user}", "-o", "json", *b))) == 3
+    rill("user", "remove", user, *b)
+    assert user not in rill("user", "list", *b)

@@ -127,6 +127,13 @@ impl ScramCredential {
     }
 }
 
+/// A fresh random salt for a new credential.
+pub fn new_salt() -> Vec<u8> {
+    let mut salt = vec![0u8; 32];
+    let _ = ring::rand::SystemRandom::new().fill(&mut salt);
+    salt
+}
+
 pub fn salted_password(mech: ScramMechanism, password: &str, salt: &[u8], iterations: i32) -> Vec<u8> {
     let mut out = vec![0u8; mech.len()];
     let n = NonZeroU32::new(iterations.max(1) as u32).expect("max(1) is non-zero");
