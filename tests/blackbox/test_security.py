@@ -448,3 +448,36 @@ def test_rill_user_and_acl_commands(sec):
     assert len(json.loads(rill("acl", "list", "--principal", f"User:{user}", "-o", "json", *b))) == 3
     rill("user", "remove", user, *b)
     assert user not in rill("user", "list", *b)
+
+
+# ------------------------------------------------------------------------------------- KIP-368
+
+
+def test_reauthentication_keeps_long_lived_connection_working(fresh_broker):
+    """connections.max.reauth.ms: librdkafka re-authenticates on the same connection before the session
+    ends; a connection that did not re-authenticate would be closed."""
+    p0, p1 = free_port(), free_port()
+    b = fresh_broker(port=p0, extra={
+        "listeners": f"PLAINTEXT://127.0.0.1:{p0},SASL_PLAINTEXT://127.0.0.1:{p1}",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config": f'x required user_admin="{ADMIN_PW}";',
+        "connections.max.reauth.ms": "1500",
+    })
+    topic = f"reauth-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    p = Producer({"bootstrap.servers": f"127.0.0.1:{p1}", "security.protocol": "SASL_PLAINTEXT",
+                  "sasl.mechanism": "PLAIN", "sasl.username": "admin", "sasl.password": ADMIN_PW,
+                  "enable.idempotence": False})
+    failed = []
+    for i in range(30):
+        p.produce(topic, f"{i}".encode(), on_delivery=lambda e, m: e and failed.append(e))
+        p.flush(10)
+        time.sleep(0.2)
+    assert not failed, failed
+    import re
+    log = re.sub(r"\x1b\[[0-9;]*m", "", open(b.log_path, errors="replace").read())
+    ok = [line for line in log.splitlines() if 'result="success"' in line and "mechanism=\"PLAIN\"" in line]
+    ports = [re.search(r"client=127\.0\.0\.1:(\d+)", line).group(1) for line in ok]
+    # More authentications than connections: sessions were renewed in place.
+    assert len(ok) >= 4 and len(ok) > len(set(ports)), ok
+    assert "SASL session expired" not in log
