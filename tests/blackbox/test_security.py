@@ -481,3 +481,88 @@ def test_reauthentication_keeps_long_lived_connection_working(fresh_broker):
     # More authentications than connections: sessions were renewed in place.
     assert len(ok) >= 4 and len(ok) > len(set(ports)), ok
     assert "SASL session expired" not in log
+
+
+# ------------------------------------------------------------------------------------- OAUTHBEARER
+
+
+def _b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def _jwt(claims, *, alg, kid, key):
+    """A signed JWT: HS256 with a shared secret (bytes) or RS256 with an RSA key file (openssl CLI)."""
+    import hashlib
+    import hmac
+    import json
+    head = _b64url(json.dumps({"alg": alg, "typ": "JWT", "kid": kid}).encode())
+    body = _b64url(json.dumps(claims).encode())
+    signing = f"{head}.{body}".encode()
+    if alg == "HS256":
+        sig = hmac.new(key, signing, hashlib.sha256).digest()
+    else:
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=signing, capture_output=True,
+                             check=True).stdout
+    return f"{head}.{body}.{_b64url(sig)}"
+
+
+def test_oauthbearer_jwt_validation_with_librdkafka(fresh_broker, tmp_path):
+    import json
+    rsa = str(tmp_path / "rsa.key")
+    sh("openssl", "genrsa", "-out", rsa, "2048")
+    modulus = subprocess.run(["openssl", "rsa", "-in", rsa, "-noout", "-modulus"], capture_output=True, text=True,
+                             check=True).stdout.strip().split("=", 1)[1]
+    secret = os.urandom(32)
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps({"keys": [
+        {"kty": "RSA", "kid": "rk1", "alg": "RS256", "use": "sig", "n": _b64url(bytes.fromhex(modulus)), "e": "AQAB"},
+        {"kty": "oct", "kid": "hk1", "alg": "HS256", "k": _b64url(secret)},
+    ]}))
+    p0, p1 = free_port(), free_port()
+    b = fresh_broker(port=p0, extra={
+        "listeners": f"PLAINTEXT://127.0.0.1:{p0},SASL_PLAINTEXT://127.0.0.1:{p1}",
+        "sasl.enabled.mechanisms": "OAUTHBEARER",
+        "sasl.oauthbearer.jwks.endpoint.url": f"file://{jwks}",
+        "sasl.oauthbearer.expected.issuer": "https://idp.test",
+        "sasl.oauthbearer.expected.audience": "rill",
+        "sasl.oauthbearer.clock.skew.seconds": "0",
+        "authorizer.class.name": "rill",
+        "super.users": "User:ANONYMOUS",
+    })
+    topic = f"oauth-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    from confluent_kafka.admin import AclBinding, AclOperation, AclPermissionType, ResourcePatternType, ResourceType
+    for op in (AclOperation.WRITE, AclOperation.DESCRIBE):
+        for f in admin.create_acls([AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL,
+                                               "User:svc-orders", "*", op, AclPermissionType.ALLOW)]).values():
+            f.result(30)
+    now = int(time.time())
+    good = {"sub": "svc-orders", "iss": "https://idp.test", "aud": "rill", "iat": now, "exp": now + 300}
+
+    def attempt(token):
+        """Produces one record with `token`; returns None on success or the error seen."""
+        errors = []
+        p = Producer({"bootstrap.servers": f"127.0.0.1:{p1}", "security.protocol": "SASL_PLAINTEXT",
+                      "sasl.mechanisms": "OAUTHBEARER", "enable.idempotence": False,
+                      "oauth_cb": lambda _cfg: (token, time.time() + 300), "error_cb": errors.append,
+                      "message.timeout.ms": 8000})
+        delivered = []
+        p.produce(topic, b"x", on_delivery=lambda e, m: delivered.append(e))
+        deadline = time.monotonic() + 12
+        while not delivered and time.monotonic() < deadline:
+            p.poll(0.2)
+            if any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+                return "auth"
+        return delivered[0] if delivered else "timeout"
+
+    assert attempt(_jwt(good, alg="RS256", kid="rk1", key=rsa)) is None
+    assert attempt(_jwt(good, alg="HS256", kid="hk1", key=secret)) is None
+    assert attempt(_jwt({**good, "exp": now - 60}, alg="RS256", kid="rk1", key=rsa)) == "auth"
+    assert attempt(_jwt({**good, "aud": "other"}, alg="RS256", kid="rk1", key=rsa)) == "auth"
+    assert attempt(_jwt({**good, "iss": "https://evil.test"}, alg="RS256", kid="rk1", key=rsa)) == "auth"
+    assert attempt(_jwt(good, alg="HS256", kid="hk1", key=b"not-the-secret")) == "auth"
+    # A valid token for a principal without ACLs authenticates but may not write.
+    err = attempt(_jwt({**good, "sub": "intruder"}, alg="RS256", kid="rk1", key=rsa))
+    assert isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err

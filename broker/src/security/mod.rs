@@ -9,6 +9,7 @@
 pub mod acl;
 pub mod admin;
 pub mod authorizer;
+pub mod oauth;
 pub mod sasl;
 pub mod scram;
 pub mod tls;
@@ -56,6 +57,11 @@ pub const DEFAULTS: &[(&str, &str)] = &[
     ("allow.everyone.if.no.acl.found", "false"),
     ("connections.max.reauth.ms", "0"),
     ("connection.failed.authentication.delay.ms", "100"),
+    ("sasl.oauthbearer.jwks.endpoint.url", ""),
+    ("sasl.oauthbearer.expected.issuer", ""),
+    ("sasl.oauthbearer.expected.audience", ""),
+    ("sasl.oauthbearer.sub.claim.name", "sub"),
+    ("sasl.oauthbearer.clock.skew.seconds", "30"),
 ];
 
 /// Keys that may also be set per listener with `listener.name.<name>.`.
@@ -116,6 +122,7 @@ impl SecurityProtocol {
 pub enum Mechanism {
     Plain,
     Scram(ScramMechanism),
+    OAuthBearer,
 }
 
 impl Mechanism {
@@ -123,11 +130,13 @@ impl Mechanism {
         match self {
             Mechanism::Plain => "PLAIN",
             Mechanism::Scram(m) => m.name(),
+            Mechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
     fn parse(s: &str) -> Option<Self> {
         match s {
             "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OAuthBearer),
             other => ScramMechanism::from_name(other).map(Mechanism::Scram),
         }
     }
@@ -153,6 +162,8 @@ pub struct Security {
     listeners: HashMap<String, Arc<ListenerSecurity>>,
     pub users: UserStore,
     pub acls: AclStore,
+    /// OAUTHBEARER token validation, when a JWKS is configured.
+    pub oauth: Option<oauth::OAuthValidator>,
     /// `authorizer.class.name` set: ACLs are enforced.
     pub authorizer_enabled: bool,
     super_users: Vec<String>,
@@ -189,7 +200,7 @@ impl Security {
             {
                 mechanisms.push(Mechanism::parse(m).ok_or_else(|| {
                     SecurityError::Config(format!(
-                        "sasl.enabled.mechanisms: {m} is not supported (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                        "sasl.enabled.mechanisms: {m} is not supported (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER)"
                     ))
                 })?);
             }
@@ -217,6 +228,14 @@ impl Security {
                 }),
             );
         }
+        let oauth = oauth::OAuthValidator::from_config(&get)?;
+        if oauth.is_none()
+            && listeners.values().any(|l| l.protocol.uses_sasl() && l.mechanisms.contains(&Mechanism::OAuthBearer))
+        {
+            return Err(SecurityError::Config(
+                "OAUTHBEARER is enabled but sasl.oauthbearer.jwks.endpoint.url is not set".into(),
+            ));
+        }
         let dir = &config.log_dirs[0];
         std::fs::create_dir_all(dir).map_err(|e| SecurityError::Store(format!("{}: {e}", dir.display())))?;
         let allow = get("allow.everyone.if.no.acl.found");
@@ -224,6 +243,7 @@ impl Security {
             listeners,
             users: UserStore::open(dir.join(scram::USERS_FILE))?,
             acls: AclStore::open(dir.join(acl::ACLS_FILE))?,
+            oauth,
             authorizer_enabled: !get("authorizer.class.name").trim().is_empty(),
             super_users: get("super.users")
                 .split(';')

@@ -92,7 +92,7 @@ impl Session {
             Some(m) => {
                 let scram = match m {
                     Mechanism::Scram(sm) => Some(Box::new(ScramServer::new(*sm))),
-                    Mechanism::Plain => None,
+                    Mechanism::Plain | Mechanism::OAuthBearer => None,
                 };
                 self.state = State::Authenticating(*m, scram);
                 Gate::Answer { body: resp.into(), delay: Duration::ZERO, close: false }
@@ -114,7 +114,16 @@ impl Session {
         version: i16,
         ctx: &mut ConnContext,
     ) -> Gate {
+        let mut token_expires_ms = None;
         let outcome = match (mech, scram) {
+            (Mechanism::OAuthBearer, _) => match security.oauth.as_ref().map(|o| o.validate(&r.auth_bytes)) {
+                Some(Ok(t)) => {
+                    token_expires_ms = Some(t.expires_ms);
+                    Step::Success { user: t.subject, reply: Vec::new() }
+                }
+                Some(Err(reason)) => Step::Fail(reason),
+                None => Step::Fail("OAUTHBEARER is not configured"),
+            },
             (Mechanism::Plain, _) => match self.plain(security, &r.auth_bytes) {
                 Ok(user) => Step::Success { user, reply: Vec::new() },
                 Err(reason) => Step::Fail(reason),
@@ -148,8 +157,13 @@ impl Session {
                 let mut resp = SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply));
                 // Only v1+ can tell the client its session lifetime; older clients cannot re-authenticate.
                 if self.listener.max_reauth_ms > 0 && version >= 1 {
-                    resp = resp.with_session_lifetime_ms(self.listener.max_reauth_ms);
-                    self.expires_at = Some(Instant::now() + Duration::from_millis(self.listener.max_reauth_ms as u64));
+                    // KIP-368: an OAUTHBEARER session also ends when its token does.
+                    let mut lifetime = self.listener.max_reauth_ms;
+                    if let Some(exp) = token_expires_ms {
+                        lifetime = lifetime.min((exp - crate::broker::now_ms()).max(0));
+                    }
+                    resp = resp.with_session_lifetime_ms(lifetime);
+                    self.expires_at = Some(Instant::now() + Duration::from_millis(lifetime as u64));
                 }
                 Gate::Answer { body: resp.into(), delay: Duration::ZERO, close: false }
             }
