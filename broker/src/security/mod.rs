@@ -433,4 +433,81 @@ mod tests {
         assert!(is_known("listener.name.client.plain.sasl.jaas.config"));
         assert!(!is_known("listener.name.client.nonsense"));
     }
+
+    fn security(extra: &[(&str, &str)]) -> (tempfile::TempDir, Arc<Security>) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = BTreeMap::new();
+        m.insert("log.dirs".to_string(), dir.path().display().to_string());
+        m.insert("authorizer.class.name".to_string(), "rill".to_string());
+        m.insert("super.users".to_string(), "User:root".to_string());
+        for (k, v) in extra {
+            m.insert(k.to_string(), v.to_string());
+        }
+        let config = BrokerConfig::from_map(m).unwrap();
+        let sec = Security::open(&config).unwrap();
+        (dir, sec)
+    }
+
+    fn allow(principal: &str, rt: i8, name: &str, pattern: i8, op: i8, perm: i8) -> acl::AclBinding {
+        acl::AclBinding {
+            resource_type: rt,
+            resource_name: name.into(),
+            pattern_type: pattern,
+            principal: principal.into(),
+            host: "*".into(),
+            operation: op,
+            permission: perm,
+        }
+    }
+
+    #[test]
+    fn authorization_follows_kafka_rules() {
+        use acl::code::*;
+        let (_d, sec) = security(&[]);
+        sec.acls
+            .add(&[
+                allow("User:alice", TOPIC, "orders", LITERAL, READ, ALLOW),
+                allow("User:alice", TOPIC, "pay-", PREFIXED, WRITE, ALLOW),
+                allow("User:*", TOPIC, "*", LITERAL, DESCRIBE, ALLOW),
+                allow("User:bob", TOPIC, "*", LITERAL, ALL, ALLOW),
+                allow("User:bob", TOPIC, "secret", LITERAL, READ, DENY),
+            ])
+            .unwrap();
+        let h = "10.0.0.1";
+        assert!(sec.authorize("User:alice", h, READ, TOPIC, "orders"));
+        assert!(!sec.authorize("User:alice", h, WRITE, TOPIC, "orders"));
+        assert!(sec.authorize("User:alice", h, WRITE, TOPIC, "pay-eu"));
+        assert!(!sec.authorize("User:alice", h, WRITE, TOPIC, "payroll"));
+        // READ implies DESCRIBE; the wildcard DESCRIBE applies to everyone.
+        assert!(sec.authorize("User:carol", h, DESCRIBE, TOPIC, "anything"));
+        assert!(!sec.authorize("User:carol", h, READ, TOPIC, "anything"));
+        // DENY wins over ALL.
+        assert!(sec.authorize("User:bob", h, READ, TOPIC, "public"));
+        assert!(!sec.authorize("User:bob", h, READ, TOPIC, "secret"));
+        assert!(sec.authorize("User:root", h, ALTER, CLUSTER, acl::CLUSTER_NAME));
+        // No ACL on a group: denied unless allow.everyone.if.no.acl.found.
+        assert!(!sec.authorize("User:alice", h, READ, GROUP, "g"));
+        let (_d2, open) = security(&[("allow.everyone.if.no.acl.found", "true")]);
+        assert!(open.authorize("User:alice", h, READ, GROUP, "g"));
+        // The ACLs survive a restart.
+        let again = Security::open(
+            &BrokerConfig::from_map(BTreeMap::from([
+                ("log.dirs".to_string(), _d.path().display().to_string()),
+                ("authorizer.class.name".to_string(), "rill".to_string()),
+            ]))
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(again.authorize("User:alice", h, READ, TOPIC, "orders"));
+    }
+
+    #[test]
+    fn failed_logins_back_off_per_address() {
+        let (_d, sec) = security(&[("connection.failed.authentication.delay.ms", "10")]);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let delays: Vec<u128> = (0..8).map(|_| sec.failure_delay(a).as_millis()).collect();
+        assert_eq!(delays, vec![10, 20, 40, 80, 160, 320, 320, 320]);
+        assert_eq!(sec.failure_delay(b).as_millis(), 10);
+    }
 }
