@@ -283,9 +283,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
             }
             Reply::Later(pending) => {
-                let (security, ctx) = (broker.security.clone(), ctx.clone());
+                // Only a partly denied produce needs the connection's identity after the handler.
+                let denied = (!patch.is_none()).then(|| (broker.security.clone(), ctx.clone()));
                 tokio::spawn(async move {
-                    let response = pending.await.map(|r| patch.apply(r, &security, &ctx));
+                    let response = match denied {
+                        Some((security, ctx)) => pending.await.map(|r| patch.apply(r, &security, &ctx)),
+                        None => pending.await,
+                    };
                     let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
                 });
             }

@@ -322,6 +322,31 @@ def test_principal_without_read_gets_topic_authorization_failed_and_no_metadata(
     p.produce(topic, b"x", on_delivery=lambda e, m: results.append(e))
     p.flush(20)
     assert results and results[0] is not None and results[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # The idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    errors = []
+    p = Producer({**conf, "enable.idempotence": True, "error_cb": errors.append})
+    p.produce(topic, b"x")
+    deadline = time.monotonic() + 20
+    while not any(e.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED for e in errors) and time.monotonic() < deadline:
+        try:
+            p.poll(0.2)
+        except KafkaException as fatal:  # librdkafka raises the fatal error from poll()
+            errors.append(fatal.args[0])
+    assert any(e.code() == KafkaError.CLUSTER_AUTHORIZATION_FAILED for e in errors), errors
+    # Groups: bob may read bob-group only; describing another group is refused and listing hides it.
+    other = f"other-{uuid.uuid4().hex[:6]}"
+    oc = Consumer({"bootstrap.servers": sec.plain, "group.id": other, "auto.offset.reset": "earliest"})
+    oc.subscribe([topic])
+    oc.poll(3)
+    bob_admin = AdminClient(conf)
+    d = bob_admin.describe_consumer_groups([other])[other]
+    with pytest.raises(KafkaException) as e:
+        d.result(20)
+    assert e.value.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED
+    listed = bob_admin.list_consumer_groups().result(20)
+    assert other not in [g.group_id for g in listed.valid]
+    assert other in [g.group_id for g in sec.admin.list_consumer_groups().result(20).valid]
+    oc.close()
     log = broker_log(sec)
     assert f'result="denied" principal=User:bob' in log and f'resource="{topic}"' in log
 

@@ -762,6 +762,10 @@ fn metadata_denied(name: &str, err: ResponseError) -> metadata_response::Metadat
 }
 
 impl Patch {
+    pub fn is_none(&self) -> bool {
+        matches!(self, Patch::None)
+    }
+
     /// Merges the denied entries into the handler's response and filters listings.
     pub fn apply(self, resp: ResponseKind, sec: &Security, ctx: &ConnContext) -> ResponseKind {
         if matches!(self, Patch::None) {
