@@ -532,7 +532,7 @@ def _jwt(claims, *, alg, kid, key):
     return f"{head}.{body}.{_b64url(sig)}"
 
 
-def test_oauthbearer_jwt_validation_with_librdkafka(fresh_broker, tmp_path):
+def test_oauthbearer_jwt_validation_with_librdkafka_and_java(fresh_broker, tmp_path, java_cp):
     import json
     rsa = str(tmp_path / "rsa.key")
     sh("openssl", "genrsa", "-out", rsa, "2048")
@@ -591,3 +591,29 @@ def test_oauthbearer_jwt_validation_with_librdkafka(fresh_broker, tmp_path):
     # A valid token for a principal without ACLs authenticates but may not write.
     err = attempt(_jwt({**good, "sub": "intruder"}, alg="RS256", kid="rk1", key=rsa))
     assert isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # Java: the token comes from a login callback handler (tests/java/src/OAuthFileLoginHandler.java).
+    token_file = tmp_path / "token"
+    token_file.write_text(_jwt(good, alg="RS256", kid="rk1", key=rsa))
+    props = tmp_path / "oauth.properties"
+    props.write_text("\n".join([
+        "security.protocol=SASL_PLAINTEXT",
+        "sasl.mechanism=OAUTHBEARER",
+        "sasl.login.callback.handler.class=OAuthFileLoginHandler",
+        f'sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required tokenFile="{token_file}";',
+        "enable.idempotence=false",
+    ]) + "\n")
+    java(java_cp, PRODUCER, "--bootstrap-server", f"127.0.0.1:{p1}", "--topic", topic, "--producer.config", props,
+         input="".join(f"java-oauth-{i}\n" for i in range(5)))
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "oauth-check", "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 30
+    while len([v for v in got if v.startswith(b"java-oauth-")]) < 5 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert [v for v in got if v.startswith(b"java-oauth-")] == [f"java-oauth-{i}".encode() for i in range(5)]
+    token_file.write_text(_jwt({**good, "exp": now - 60}, alg="RS256", kid="rk1", key=rsa))
+    r = java(java_cp, ACLS, "--bootstrap-server", f"127.0.0.1:{p1}", "--command-config", props, "--list", check=False)
+    assert r.returncode != 0 and "SaslAuthenticationException" in r.stdout + r.stderr, r.stdout + r.stderr
