@@ -617,3 +617,15 @@ def test_oauthbearer_jwt_validation_with_librdkafka_and_java(fresh_broker, tmp_p
     token_file.write_text(_jwt({**good, "exp": now - 60}, alg="RS256", kid="rk1", key=rsa))
     r = java(java_cp, ACLS, "--bootstrap-server", f"127.0.0.1:{p1}", "--command-config", props, "--list", check=False)
     assert r.returncode != 0 and "SaslAuthenticationException" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_sasl_handshake_on_plaintext_listener_is_illegal_state(sec):
+    s = socket.create_connection(("127.0.0.1", sec.p0), timeout=10)
+    body = W().string("PLAIN").b
+    h = W().i16(17).i16(1).i32(9).string("raw").b
+    s.sendall(struct.pack(">i", len(h) + len(body)) + h + body)
+    r = R(recv_frame(s))
+    assert r.i32() == 9 and r.i16() == 34  # ILLEGAL_SASL_STATE
+    s.sendall(_api_versions_req(10))  # the connection is still usable
+    assert struct.unpack(">i", recv_frame(s)[:4])[0] == 10
+    s.close()

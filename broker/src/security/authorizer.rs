@@ -46,7 +46,8 @@ pub enum Patch {
     IncrementalAlterConfigs(Vec<incremental_alter_configs_response::AlterConfigsResourceResponse>),
     FindCoordinator(Vec<find_coordinator_response::Coordinator>),
     OffsetCommit(Vec<offset_commit_response::OffsetCommitResponseTopic>),
-    OffsetFetch,
+    /// Groups (v8+) the principal may not describe, answered with GROUP_AUTHORIZATION_FAILED.
+    OffsetFetch(Vec<GroupId>),
     DescribeGroups(Vec<describe_groups_response::DescribedGroup>),
     ListGroups,
     DeleteGroups(Vec<delete_groups_response::DeletableGroupResult>),
@@ -476,10 +477,8 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
                 if !c.group(DESCRIBE, r.group_id.0.as_str()) {
                     return Outcome::Deny(OffsetFetchResponse::default().with_error_code(GROUP_DENIED.code()).into());
                 }
-                return serve(r.into(), Patch::OffsetFetch);
+                return serve(r.into(), Patch::OffsetFetch(Vec::new()));
             }
-            // Groups the principal may not describe are answered by the handler as asked but
-            // replaced by an error in the patch; simplest to drop them from the request here.
             let denied: Vec<GroupId> = r
                 .groups
                 .iter()
@@ -498,8 +497,7 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
                     .collect();
                 return Outcome::Deny(OffsetFetchResponse::default().with_groups(groups).into());
             }
-            // Partially denied multi-group fetches: the denied groups are simply not answered.
-            serve(r.into(), Patch::OffsetFetch)
+            serve(r.into(), Patch::OffsetFetch(denied))
         }
         RequestKind::DescribeGroups(mut r) => {
             let (ok, denied) = split(r.groups, |g| c.group(DESCRIBE, g.0.as_str()));
@@ -832,11 +830,16 @@ impl Patch {
                 r.topics.extend(d);
                 r.into()
             }
-            (Patch::OffsetFetch, ResponseKind::OffsetFetch(mut r)) => {
+            (Patch::OffsetFetch(denied), ResponseKind::OffsetFetch(mut r)) => {
                 r.topics.retain(|t| describable(t.name.0.as_str()));
                 for g in &mut r.groups {
                     g.topics.retain(|t| describable(t.name.0.as_str()));
                 }
+                r.groups.extend(denied.into_iter().map(|g| {
+                    offset_fetch_response::OffsetFetchResponseGroup::default()
+                        .with_group_id(g)
+                        .with_error_code(GROUP_DENIED.code())
+                }));
                 r.into()
             }
             (Patch::DescribeGroups(d), ResponseKind::DescribeGroups(mut r)) => {

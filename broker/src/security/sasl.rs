@@ -67,6 +67,15 @@ impl Session {
                 let (mech, scram) = (*mech, scram.take());
                 self.authenticate(security, mech, scram, r, version, ctx)
             }
+            // Kafka answers SASL requests on a listener without SASL with ILLEGAL_SASL_STATE.
+            (State::Authenticated, RequestKind::SaslHandshake(_)) if !self.listener.protocol.uses_sasl() => {
+                let body = SaslHandshakeResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
+                Gate::Answer { body: body.into(), delay: Duration::ZERO, close: false }
+            }
+            (State::Authenticated, RequestKind::SaslAuthenticate(_)) if !self.listener.protocol.uses_sasl() => {
+                let body = SaslAuthenticateResponse::default().with_error_code(ResponseError::IllegalSaslState.code());
+                Gate::Answer { body: body.into(), delay: Duration::ZERO, close: false }
+            }
             (State::Authenticated, body) => {
                 if matches!(body, RequestKind::SaslHandshake(_) | RequestKind::SaslAuthenticate(_)) {
                     return Gate::Close("SASL request on an authenticated connection");
