@@ -14,6 +14,7 @@ use crate::topics::Topic;
 use crate::config::BrokerConfig;
 use crate::groups::GroupCoordinator;
 use crate::handlers;
+use crate::security::{self, Security};
 use crate::topics::Topics;
 
 /// How a request is answered: now, or by a future that may run while the connection goes on
@@ -31,7 +32,9 @@ pub struct ConnContext {
     pub listener: String,
     pub peer: std::net::SocketAddr,
     /// The client.id of the connection's first request, for its close log line.
-    pub client_id: std::sync::OnceLock<String>,
+    pub client_id: Arc<std::sync::OnceLock<String>>,
+    /// Who the client authenticated as (`User:ANONYMOUS` when it did not).
+    pub principal: String,
 }
 
 pub struct Broker {
@@ -41,6 +44,8 @@ pub struct Broker {
     pub groups: Arc<GroupCoordinator>,
     /// The metadata quorum and the Raft transport, when this node is part of a cluster.
     pub cluster: Option<Arc<Cluster>>,
+    /// Listener protocols, users, ACLs.
+    pub security: Arc<Security>,
 }
 
 impl Broker {
@@ -49,7 +54,8 @@ impl Broker {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())?;
         let groups = GroupCoordinator::open(&topics, &config)?;
-        Ok(Arc::new(Broker { config, topics, groups, cluster: None }))
+        let security = Security::open(&config)?;
+        Ok(Arc::new(Broker { config, topics, groups, cluster: None, security }))
     }
 
     /// Starts a broker: [`Broker::open`] on a single node; in a cluster (when
@@ -63,7 +69,8 @@ impl Broker {
         let config = Arc::new(config);
         let topics = Topics::open(config.clone())?;
         let groups = GroupCoordinator::open_cluster(&config)?;
-        let broker = Arc::new(Broker { config, topics, groups, cluster: Some(cluster.clone()) });
+        let security = Security::open(&config)?;
+        let broker = Arc::new(Broker { config, topics, groups, cluster: Some(cluster.clone()), security });
         cluster.run(&broker);
         Ok(broker)
     }
@@ -183,6 +190,12 @@ impl Broker {
                     .into()
             }
             RequestKind::ConsumerGroupDescribe(r) => handlers::groups::consumer_group_describe(self, r).into(),
+            RequestKind::CreateAcls(r) => security::admin::create_acls(&self.security, r).into(),
+            RequestKind::DescribeAcls(r) => security::admin::describe_acls(&self.security, r).into(),
+            RequestKind::DeleteAcls(r) => security::admin::delete_acls(&self.security, r).into(),
+            RequestKind::DescribeUserScramCredentials(r) => security::admin::describe_scram(&self.security, r).into(),
+            RequestKind::AlterUserScramCredentials(r) => security::admin::alter_scram(&self.security, r).into(),
+            RequestKind::DescribeClientQuotas(_) => security::admin::describe_client_quotas().into(),
             _ => {
                 // decode_request only lets through what api_versions advertises, so this is a
                 // table/dispatch mismatch: answer nothing rather than something wrong.

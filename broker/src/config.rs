@@ -265,11 +265,11 @@ impl BrokerConfig {
 }
 
 fn default_of(key: &str) -> Option<&'static str> {
-    BROKER_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    BROKER_DEFAULTS.iter().find(|(k, _)| *k == key).map(|(_, v)| *v).or_else(|| crate::security::default_of(key))
 }
 
 fn is_known(key: &str) -> bool {
-    default_of(key).is_some() || key == "listener.security.protocol.map" || key == "process.roles"
+    default_of(key).is_some() || crate::security::is_known(key) || key == "process.roles"
 }
 
 pub(crate) fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {

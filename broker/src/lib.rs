@@ -16,6 +16,7 @@ pub mod groups;
 pub mod handlers;
 pub mod metrics;
 pub mod producer_state;
+pub mod security;
 pub mod server;
 pub mod topic_config;
 pub mod topics;

@@ -14,13 +14,18 @@ use bytes::{Buf, Bytes, BytesMut};
 use rill_protocol::frame::{self, FrameError};
 use rill_protocol::messages::{ApiKey, ResponseKind};
 use rill_protocol::{decode_request, encode_response_chunks, peek_header, DecodeError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::broker::{Broker, ConnContext, Reply};
 use crate::handlers::api_versions;
+use crate::security::authorizer::{self, Outcome};
+use crate::security::sasl::{Gate, Session};
+use crate::security::{tls, ListenerSecurity, ANONYMOUS};
+
+/// A TLS handshake must finish within this, so a silent client cannot hold a connection slot.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
 type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
@@ -29,6 +34,7 @@ type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
 pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut tasks = Vec::new();
+    broker.security.spawn_reloaders();
     for l in &broker.config.listeners {
         let addr = format!("{}:{}", if l.host.is_empty() { "0.0.0.0" } else { &l.host }, l.port);
         let listener = TcpListener::bind(&addr)
@@ -66,27 +72,72 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let ctx = ConnContext { listener: name.clone(), peer, client_id: Default::default() };
+        let ctx = ConnContext {
+            listener: name.clone(),
+            peer,
+            client_id: Default::default(),
+            principal: ANONYMOUS.to_string(),
+        };
         let broker = broker.clone();
         tokio::spawn(async move {
-            serve_connection(broker, stream, ctx).await;
+            accept_connection(broker, stream, ctx).await;
             drop(permit);
         });
     }
 }
 
-async fn serve_connection(broker: Arc<Broker>, stream: TcpStream, ctx: ConnContext) {
-    let opened = crate::conn_log::opened(&ctx);
-    let (rd, wr) = stream.into_split();
-    let (tx, rx) = mpsc::channel::<Slot>(broker.config.max_inflight_requests_per_connection.max(1));
-    let writer = tokio::spawn(write_loop(wr, rx));
-    let reason = read_loop(&broker, rd, tx, &ctx).await;
-    // The writer drains every slot already queued, then ends when the channel closes.
-    let _ = writer.await;
-    crate::conn_log::closed(&ctx, opened, reason);
+/// Runs the listener's TLS handshake if it has one, then serves the connection.
+async fn accept_connection(broker: Arc<Broker>, stream: TcpStream, mut ctx: ConnContext) {
+    let Some(sec) = broker.security.listener(&ctx.listener) else {
+        tracing::error!(listener = %ctx.listener, "listener has no security settings; closing");
+        return;
+    };
+    let Some(tls_ctx) = &sec.tls else {
+        let (rd, wr) = stream.into_split();
+        return serve_connection(broker, rd, wr, ctx, sec).await;
+    };
+    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls_ctx.acceptor().accept(stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::info!(target: "rill::audit", event = "authentication", result = "failure", client = %ctx.peer,
+                listener = %ctx.listener, mechanism = "TLS", reason = %e);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(target: "rill::audit", event = "authentication", result = "failure", client = %ctx.peer,
+                listener = %ctx.listener, mechanism = "TLS", reason = "handshake timed out");
+            return;
+        }
+    };
+    // mTLS: on an SSL listener the client certificate is the identity (on SASL_SSL SASL decides).
+    if !sec.protocol.uses_sasl() {
+        if let Some(dn) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| tls::subject_dn(c)) {
+            ctx.principal = format!("User:{}", sec.principal_rules.apply(&dn));
+        }
+        tracing::info!(target: "rill::audit", event = "authentication", result = "success", principal = %ctx.principal,
+            client = %ctx.peer, listener = %ctx.listener, mechanism = "TLS");
+    }
+    let (rd, wr) = tokio::io::split(tls);
+    serve_connection(broker, rd, wr, ctx, sec).await
 }
 
-async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
+async fn serve_connection<R, W>(broker: Arc<Broker>, rd: R, wr: W, ctx: ConnContext, sec: Arc<ListenerSecurity>)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let opened = crate::conn_log::opened(&ctx);
+    // Shares the client id the reader records (an Arc inside), for the close line.
+    let log_ctx = ctx.clone();
+    let (tx, rx) = mpsc::channel::<Slot>(broker.config.max_inflight_requests_per_connection.max(1));
+    let writer = tokio::spawn(write_loop(wr, rx));
+    let reason = read_loop(&broker, rd, tx, ctx, Session::new(sec)).await;
+    // The writer drains every slot already queued, then ends when the channel closes.
+    let _ = writer.await;
+    crate::conn_log::closed(&log_ctx, opened, reason);
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::Receiver<Slot>) {
     while let Some(slot) = rx.recv().await {
         match slot.await {
             Ok(Some(chunks)) => {
@@ -103,7 +154,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Slot>) {
 }
 
 /// Writes a response's chunks with as few syscalls as the kernel allows.
-async fn write_chunks(wr: &mut OwnedWriteHalf, chunks: &[Bytes]) -> std::io::Result<()> {
+async fn write_chunks<W: AsyncWrite + Unpin>(wr: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
     let (mut i, mut offset) = (0, 0);
     while i < chunks.len() {
         let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&chunks[i][offset..])
@@ -135,12 +186,14 @@ fn encode(api_key: ApiKey, version: i16, correlation_id: i32, body: &ResponseKin
 }
 
 /// Reads and dispatches requests until the peer closes or sends something we must not answer.
-async fn read_loop(
+async fn read_loop<R: AsyncRead + Unpin>(
     broker: &Arc<Broker>,
-    mut rd: OwnedReadHalf,
+    mut rd: R,
     tx: mpsc::Sender<Slot>,
-    ctx: &ConnContext,
+    mut ctx: ConnContext,
+    mut session: Session,
 ) -> &'static str {
+    let ctx = &mut ctx;
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(16 * 1024);
     loop {
@@ -203,13 +256,44 @@ async fn read_loop(
                 return "undecodable request";
             }
         };
+        let api_key = request.api_key;
+        let version = request.version();
+        let correlation_id = request.correlation_id();
+        // Authentication first (SASL state, session expiry), then authorization.
+        let request = match session.gate(&broker.security, request, ctx) {
+            Gate::Pass(r) => r,
+            Gate::Answer { body, delay, close } => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let (stx, srx) = oneshot::channel();
+                let _ = stx.send(encode(api_key, version, correlation_id, &body));
+                if tx.send(srx).await.is_err() {
+                    return "writer gone";
+                }
+                if close {
+                    return "authentication failed";
+                }
+                continue;
+            }
+            Gate::Close(reason) => return reason,
+        };
+        let (request, patch) = match authorizer::check(broker, &broker.security, request, ctx) {
+            Outcome::Serve(r, patch) => (r, patch),
+            Outcome::Deny(body) => {
+                let (stx, srx) = oneshot::channel();
+                let _ = stx.send(encode(api_key, version, correlation_id, &body));
+                if tx.send(srx).await.is_err() {
+                    return "writer gone";
+                }
+                continue;
+            }
+            Outcome::Close(reason) => return reason,
+        };
         let (stx, srx) = oneshot::channel();
         if tx.send(srx).await.is_err() {
             return "writer gone";
         }
-        let api_key = request.api_key;
-        let version = request.version();
-        let correlation_id = request.correlation_id();
         if ctx.client_id.get().is_none() {
             let _ = ctx.client_id.set(request.header.client_id.as_deref().unwrap_or("").to_string());
         }
@@ -217,13 +301,20 @@ async fn read_loop(
         match broker.serve(request, ctx).await {
             Reply::Now(response) => {
                 timer.done(response.as_ref());
+                let response = response.map(|r| patch.apply(r, &broker.security, ctx));
                 let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
             }
             Reply::Later(pending) => {
                 let timer = timer.deferred();
+                // Only a partly denied produce needs the connection's identity after the handler.
+                let denied = (!patch.is_none()).then(|| (broker.security.clone(), ctx.clone()));
                 tokio::spawn(async move {
                     let response = pending.await;
                     timer.done(response.as_ref());
+                    let response = match denied {
+                        Some((security, ctx)) => response.map(|r| patch.apply(r, &security, &ctx)),
+                        None => response,
+                    };
                     let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
                 });
             }

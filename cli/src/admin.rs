@@ -337,7 +337,7 @@ pub(crate) fn kv(pair: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
-async fn connect(conn: &Conn) -> anyhow::Result<Pool> {
+pub(crate) async fn connect(conn: &Conn) -> anyhow::Result<Pool> {
     let settings = crate::settings::resolve(conn)?;
     Pool::connect(&settings.bootstrap, &settings.opts).await
 }

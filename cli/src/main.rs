@@ -11,6 +11,7 @@ mod client;
 mod groups;
 mod output;
 mod progress;
+mod security;
 mod settings;
 
 #[derive(Parser)]
@@ -70,6 +71,20 @@ enum Command {
         conn: admin::Conn,
         #[command(subcommand)]
         cmd: admin::ConfigCmd,
+    },
+    /// Add, list and remove ACLs (the broker needs authorizer.class.name set).
+    Acl {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: security::AclCmd,
+    },
+    /// Add, list and remove SCRAM users (SCRAM-SHA-256/512).
+    User {
+        #[command(flatten)]
+        conn: admin::Conn,
+        #[command(subcommand)]
+        cmd: security::UserCmd,
     },
     /// Show the cluster (id, controller, brokers) or check its health.
     Cluster {
@@ -165,6 +180,8 @@ fn main() -> std::process::ExitCode {
             Command::Config { conn, cmd } => admin::config(&conn, cmd).await,
             Command::Cluster { conn, cmd } => admin::cluster(&conn, cmd).await,
             Command::Group { conn, cmd } => admin::group(&conn, cmd).await,
+            Command::Acl { conn, cmd } => security::acl(&conn, cmd).await,
+            Command::User { conn, cmd } => security::user(&conn, cmd).await,
             Command::Produce { conn, args } => admin::produce(&conn, args).await,
             Command::Consume { conn, args } => admin::consume(&conn, args).await,
             Command::Broker { .. } | Command::Completion { .. } => unreachable!("handled above"),

@@ -39,6 +39,16 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 0),
+    // Security. SaslHandshake v0 (unframed tokens) was removed in Kafka 4.0 (KIP-896).
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Rill has no client quotas; answering "none" lets `kafka-configs --describe --entity-type users` work.
+    (ApiKey::DescribeClientQuotas, 0, 1),
 ];
 
 /// The versions of `api` this broker accepts, if it serves it at all.
