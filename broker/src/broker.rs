@@ -9,12 +9,12 @@ use rill_protocol::messages::{RequestKind, ResponseKind};
 use rill_protocol::Request;
 
 use crate::cluster::{Cluster, Command};
-use crate::error::KafkaError;
-use crate::topics::Topic;
 use crate::config::BrokerConfig;
+use crate::error::KafkaError;
 use crate::groups::GroupCoordinator;
 use crate::handlers;
 use crate::security::{self, Security};
+use crate::topics::Topic;
 use crate::topics::Topics;
 
 /// How a request is answered: now, or by a future that may run while the connection goes on

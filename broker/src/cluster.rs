@@ -72,8 +72,11 @@ impl Command {
     fn to_batch(&self) -> Bytes {
         let value = serde_json::to_vec(self).expect("commands serialize");
         let now = crate::broker::now_ms();
-        encode_batch(&[RecordIn { value: Some(&value), timestamp: now, ..Default::default() }], &EncodeOptions::default())
-            .freeze()
+        encode_batch(
+            &[RecordIn { value: Some(&value), timestamp: now, ..Default::default() }],
+            &EncodeOptions::default(),
+        )
+        .freeze()
     }
 
     fn from_batches(bytes: &[u8]) -> Vec<Command> {
@@ -129,8 +132,14 @@ impl Cluster {
             peers.set_addr(*id as u64, addr.clone());
         }
         let timing = Timing {
-            heartbeat_ms: crate::config::parse_num("rill.raft.heartbeat.interval.ms", &config.value("rill.raft.heartbeat.interval.ms").unwrap_or_default())?,
-            election_min_ms: crate::config::parse_num("rill.raft.election.timeout.ms", &config.value("rill.raft.election.timeout.ms").unwrap_or_default())?,
+            heartbeat_ms: crate::config::parse_num(
+                "rill.raft.heartbeat.interval.ms",
+                &config.value("rill.raft.heartbeat.interval.ms").unwrap_or_default(),
+            )?,
+            election_min_ms: crate::config::parse_num(
+                "rill.raft.election.timeout.ms",
+                &config.value("rill.raft.election.timeout.ms").unwrap_or_default(),
+            )?,
             election_max_ms: 0,
         };
         let timing = Timing { election_max_ms: timing.election_min_ms * 2, ..timing };
@@ -302,8 +311,9 @@ impl Cluster {
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = broker.topics.partition_dir(topic, index);
         let gid = partition_group(id, index);
-        let group = Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
-            .await?;
+        let group =
+            Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
+                .await?;
         self.groups.insert(gid, group.raft.clone());
         let replicas = self.replicas(index);
         let members: BTreeMap<u64, BasicNode> =

@@ -499,9 +499,7 @@ fn new_cluster_id() -> String {
 
 /// A cluster id derived from `seed` (FNV-1a, twice with different offsets).
 fn cluster_id_from(seed: &str) -> String {
-    let fnv = |basis: u64| {
-        seed.bytes().fold(basis, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-    };
+    let fnv = |basis: u64| seed.bytes().fold(basis, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     encode_cluster_id(((fnv(0xcbf2_9ce4_8422_2325) as u128) << 64) | fnv(0x6c62_272e_07bb_0142) as u128)
 }
 

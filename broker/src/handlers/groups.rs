@@ -468,8 +468,7 @@ pub fn delete_groups(broker: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsR
         .groups_names
         .into_iter()
         .map(|id| {
-            let r =
-                if let Some(e) = group_error(broker, &id) { Err(e) } else { broker.groups.delete_group(&id.0) };
+            let r = if let Some(e) = group_error(broker, &id) { Err(e) } else { broker.groups.delete_group(&id.0) };
             delete_groups_response::DeletableGroupResult::default().with_group_id(id).with_error_code(code(r))
         })
         .collect();

@@ -159,7 +159,12 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
         }
         if idempotent {
             if let SequenceCheck::Duplicate { base_offset } = producers.check(pid, epoch, seq, last_seq)? {
-                let a = Appended { base_offset, log_append_time: -1, log_start_offset: p.log.log_start_offset(), sync_upto: None };
+                let a = Appended {
+                    base_offset,
+                    log_append_time: -1,
+                    log_start_offset: p.log.log_start_offset(),
+                    sync_upto: None,
+                };
                 return Ok(Box::pin(async move { Ok(a) }));
             }
             producers.record(pid, epoch, seq, last_seq, -1);
@@ -184,7 +189,12 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
                 if idempotent {
                     producers.set_offset(pid, epoch, seq, a.base_offset);
                 }
-                Ok(Appended { base_offset: a.base_offset, log_append_time, log_start_offset: p.log.log_start_offset(), sync_upto: None })
+                Ok(Appended {
+                    base_offset: a.base_offset,
+                    log_append_time,
+                    log_start_offset: p.log.log_start_offset(),
+                    sync_upto: None,
+                })
             }
             Err(e) => {
                 if idempotent {
