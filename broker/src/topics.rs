@@ -159,7 +159,7 @@ fn io_err(e: std::io::Error) -> KafkaError {
 }
 
 /// Writes a file atomically: temp file, fsync, rename, fsync of the directory.
-fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
     {

@@ -72,6 +72,26 @@ async fn stop(node: Node) -> (u64, String, PathBuf) {
     (node.id, node.addr, node.dir)
 }
 
+/// Three nodes on loopback, each with the group initialized with all three as voters.
+async fn three_nodes(dir: &Path) -> (Vec<Node>, BTreeMap<u64, String>, BTreeMap<u64, BasicNode>) {
+    let mut listeners = Vec::new();
+    let mut addrs = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(id, l.local_addr().unwrap().to_string());
+        listeners.push((id, l));
+    }
+    let mut nodes = Vec::new();
+    for (id, l) in listeners {
+        nodes.push(start(id, l, &dir.join(format!("n{id}")), &addrs).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
+    for n in &nodes {
+        n.group.initialize(members.clone()).await.unwrap();
+    }
+    (nodes, addrs, members)
+}
+
 fn batch(first: u32, n: u32) -> Bytes {
     let values: Vec<String> = (first..first + n).map(|i| format!("record-{i}")).collect();
     let recs: Vec<RecordIn<'_>> = values
@@ -123,21 +143,7 @@ fn records(node: &Node, hw: i64) -> Vec<(i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicate_fail_over_and_catch_up() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    let mut addrs = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(id, l.local_addr().unwrap().to_string());
-        listeners.push((id, l));
-    }
-    let mut nodes = Vec::new();
-    for (id, l) in listeners {
-        nodes.push(start(id, l, &tmp.path().join(format!("n{id}")), &addrs).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
-    for n in &nodes {
-        n.group.initialize(members.clone()).await.unwrap();
-    }
+    let (mut nodes, addrs, _) = three_nodes(tmp.path()).await;
 
     // 50 entries of 3 records: offsets 0..150, dense although Raft also logged a membership
     // entry and a blank one.
@@ -194,21 +200,7 @@ async fn replicate_fail_over_and_catch_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follower_rejoins_with_an_empty_disk() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut listeners = Vec::new();
-    let mut addrs = BTreeMap::new();
-    for id in 1..=3u64 {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(id, l.local_addr().unwrap().to_string());
-        listeners.push((id, l));
-    }
-    let mut nodes = Vec::new();
-    for (id, l) in listeners {
-        nodes.push(start(id, l, &tmp.path().join(format!("n{id}")), &addrs).await);
-    }
-    let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
-    for n in &nodes {
-        n.group.initialize(members.clone()).await.unwrap();
-    }
+    let (mut nodes, addrs, members) = three_nodes(tmp.path()).await;
     let l = leader_of(&nodes).await;
     for i in 0..20u32 {
         nodes[l].group.write(batch(i * 2, 2)).await.unwrap();
