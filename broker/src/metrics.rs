@@ -640,20 +640,50 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     }
 
     let partitions: usize = topics.iter().map(|t| t.partitions.len()).sum();
+    // On a single node every partition is led here with no followers; in a cluster the Raft
+    // groups tell (ISR = voters that keep up with the leader, see Group::in_sync).
+    let (mut leaders, mut under, mut offline) = (0usize, 0usize, 0usize);
+    for p in topics.iter().flat_map(|t| t.partitions.iter()) {
+        match &p.replica {
+            None => leaders += 1,
+            Some(g) => match g.leader() {
+                None => offline += 1,
+                Some(_) if g.is_leader() => {
+                    leaders += 1;
+                    if g.in_sync().len() < g.voters().len() {
+                        under += 1;
+                    }
+                }
+                Some(_) => {}
+            },
+        }
+    }
     w.family("kafka_server_replicamanager_partitioncount", "gauge", "Partitions on this broker");
     w.sample("kafka_server_replicamanager_partitioncount", &[], partitions as f64);
     w.family("kafka_server_replicamanager_leadercount", "gauge", "Partitions this broker leads");
-    w.sample("kafka_server_replicamanager_leadercount", &[], partitions as f64);
-    // A single node has no followers to fall behind. Raft replication replaces these two with
-    // real ISR counts (see MetricsSource).
+    w.sample("kafka_server_replicamanager_leadercount", &[], leaders as f64);
     w.family(
         "kafka_server_replicamanager_underreplicatedpartitions",
         "gauge",
-        "Partitions whose in-sync replicas are fewer than their replicas",
+        "Partitions led here whose in-sync replicas are fewer than their replicas",
     );
-    w.sample("kafka_server_replicamanager_underreplicatedpartitions", &[], 0.0);
+    w.sample("kafka_server_replicamanager_underreplicatedpartitions", &[], under as f64);
     w.family("kafka_controller_kafkacontroller_offlinepartitionscount", "gauge", "Partitions without a leader");
-    w.sample("kafka_controller_kafkacontroller_offlinepartitionscount", &[], 0.0);
+    w.sample("kafka_controller_kafkacontroller_offlinepartitionscount", &[], offline as f64);
+    // Raft: the term of each replicated partition (its leader epoch); it grows with every election.
+    w.family("rill_raft_term", "gauge", "Raft term (Kafka leader epoch) of a replicated partition");
+    for t in &topics {
+        for p in &t.partitions {
+            if let Some(g) = &p.replica {
+                let idx = p.index.to_string();
+                w.sample("rill_raft_term", &[("topic", &t.name), ("partition", &idx)], g.term() as f64);
+            }
+        }
+    }
+    if let Some(c) = &broker.cluster {
+        w.family("rill_raft_metadata_leader", "gauge", "Node id of the metadata quorum's leader (-1: none)");
+        w.sample("rill_raft_metadata_leader", &[], c.metadata_leader().unwrap_or(-1) as f64);
+    }
 
     w.family("rill_log_dir_free_bytes", "gauge", "Bytes available to the broker on the filesystem of a log directory");
     let mut totals = Vec::new();

@@ -31,6 +31,16 @@ def create(c, name, partitions):
         c.leader(name, p)
 
 
+def metric(node, name):
+    """A label-less gauge from a node's /metrics (admin listener)."""
+    import urllib.request
+    text = urllib.request.urlopen(node.admin_url + "/metrics", timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def read_all(bootstrap, topic, partitions, expect, timeout=60):
     """Every record of the partitions from the beginning, by partition: [(offset, value)]."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cluster-reader", "enable.auto.commit": False,
@@ -78,6 +88,28 @@ def test_metadata_placement_and_replicated_produce(cluster):
     for part in range(3):
         assert [o for o, _ in got[part]] == list(range(100)), "offsets are dense"
         assert [v for _, v in got[part]] == [f"v{i}" for i in range(part, 300, 3)]
+
+    # Replication health on each node's /metrics: every partition led exactly once, none
+    # under-replicated; after a node dies, its partitions move and the others count theirs
+    # as under-replicated.
+    total = 3 + len(cluster.admin().list_topics(timeout=10).topics["__consumer_offsets"].partitions)
+
+    def gauges(name, nodes):
+        return sum(metric(cluster.nodes[i], name) for i in nodes)
+
+    deadline = time.monotonic() + 30
+    while gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2, 3]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gauges("kafka_server_replicamanager_leadercount", [1, 2, 3]) == total
+    assert gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2, 3]) == 0
+    assert gauges("kafka_controller_kafkacontroller_offlinepartitionscount", [1, 2, 3]) == 0
+    cluster.kill9(3)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (gauges("kafka_server_replicamanager_leadercount", [1, 2]) < total or
+                                           gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2]) < total):
+        time.sleep(0.2)
+    assert gauges("kafka_server_replicamanager_leadercount", [1, 2]) == total
+    assert gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2]) == total
 
 
 def test_leader_killed_while_producing(cluster):
