@@ -3,7 +3,7 @@
 
     benches/cluster.py [--systems rill,kafka,kafka-flush1] [--smoke] [--out FILE]
                        [--partitions 3] [--idle-partitions 1000] [--idle-seconds 30]
-                       [--max-seconds SEC]
+                       [--settle-seconds 60] [--no-load] [--max-seconds SEC]
 
 Clusters (fresh data dirs in /tmp, free loopback ports, all three nodes on this machine):
   rill          3 x `rill broker` ($RILL_BIN, else target/release/rill) with node.id and
@@ -26,8 +26,10 @@ confluent-kafka client (benches/loadgen.py, one process per phase; same settings
                          event-bus profile of /work/shared/CLIENT-PROFILES.md)
 Broker CPU per phase is utime+stime summed over the three node processes (/proc/<pid>/stat).
 Idle cost: after the load phases, --idle-partitions partitions (10 topics, RF 3) are created and
-waited for until every one has a leader; then CPU and RSS of the three processes are sampled over
---idle-seconds of idleness (also once before creating them, as a baseline). Kafka's
+waited for until every one has a leader; after --settle-seconds (Kafka keeps working for tens of
+seconds after creating them) CPU, RSS and threads of the three processes are sampled over
+--idle-seconds of idleness (also once before creating them, as a baseline). WARN/ERROR lines of
+the node logs are counted into the JSON (the data dirs are deleted at the end). Kafka's
 __consumer_offsets (50 partitions, created lazily) is created first so that both clusters hold
 the same internal partitions.
 
@@ -41,6 +43,7 @@ import datetime
 import importlib.util
 import json
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -71,7 +74,7 @@ KAFKA_CLUSTER = {"offsets.topic.replication.factor": "3", "transaction.state.log
 SYSTEMS = {"rill": ("rill", {}), "kafka": ("kafka", {}), "kafka-flush1": ("kafka", {"flush.messages": "1"})}
 
 FULL = {"throughput": [(500_000, 100), (100_000, 1024)], "sync": 2_000, "warmup": 200_000,
-        "idle_partitions": 1000, "idle_seconds": 30.0, "baseline_seconds": 15.0, "settle_seconds": 10.0,
+        "idle_partitions": 1000, "idle_seconds": 30.0, "baseline_seconds": 15.0, "settle_seconds": 60.0,
         "timeout": 180.0, "max_seconds": 2400}
 SMOKE = {"throughput": [(20_000, 100), (4_000, 1024)], "sync": 200, "warmup": 5_000,
          "idle_partitions": 100, "idle_seconds": 5.0, "baseline_seconds": 3.0, "settle_seconds": 2.0,
@@ -138,11 +141,18 @@ class KafkaCluster:
     def cleanup(self):
         for t in getattr(self, "_threads", []):  # a start still under way writes its pid file first
             t.join(200)
-        for b in self.nodes.values():
+        # In parallel: stopped one by one, the last node cannot shut down in a controlled way
+        # (no controller quorum left) and waits for apache-kafka.sh's 30 s SIGKILL fallback.
+        def stop(b):
             try:
                 b.cleanup()
             except Exception as e:  # noqa: BLE001
                 log(f"cleanup of {b.workdir}: {e}")
+        ts = [threading.Thread(target=stop, args=(b,)) for b in self.nodes.values()]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
 
 
 class Nodes:
@@ -225,6 +235,7 @@ def idle_cost(system, cluster, nodes, p, out):
         return {"seconds": round(t1 - t0, 1), "cpu_pct_total": round(100 * total / (t1 - t0), 2),
                 "cpu_pct_per_node": per, "other_cpu_pct": round(100 * max(0.0, m1 - m0 - total) / (t1 - t0), 1),
                 "rss_mb_per_node": nodes.rss_mb(), "rss_mb_total": round(sum(nodes.rss_mb().values()), 1),
+                "threads_per_node": {i: proc_status_kb(pid, "Threads") for i, pid in nodes.pids().items()},
                 "partitions": sum(len(t.partitions) for t in a.list_topics(timeout=10).topics.values()),
                 "loadavg": loadavg()}
 
@@ -272,16 +283,40 @@ def run_cluster(kind, systems, p, partitions, rows, idle):
         idle[kind]["fsync_probe"] = probe
         warm = f"bench-warmup-{kind}"
         create_topics(cluster.bootstrap, [warm], partitions, 3, {}, timeout=60)
-        log(f"   warm-up {p['warmup']} x 100 B acks=1 (not recorded)")
-        run_loadgen(LOADGEN, "produce", cluster.bootstrap, warm, p["warmup"], 100, "1", p["timeout"])
-        for s in systems:
-            log(f"== {s}")
-            load_phases(s, cluster, nodes, p, p["timeout"], partitions, rows)
+        if not p.get("no_load"):
+            log(f"   warm-up {p['warmup']} x 100 B acks=1 (not recorded)")
+            run_loadgen(LOADGEN, "produce", cluster.bootstrap, warm, p["warmup"], 100, "1", p["timeout"])
+            for s in systems:
+                log(f"== {s}")
+                load_phases(s, cluster, nodes, p, p["timeout"], partitions, rows)
         log(f"== {kind}: idle cost")
         idle_cost(systems[0], cluster, nodes, p, idle[kind])
     finally:
+        idle.setdefault(kind, {})["log_warnings"] = log_warnings(cluster)
         log(f"== {kind}: stopping")
         cluster.cleanup()
+
+
+WARN_RE = re.compile(rb"\bWARN\b|\bERROR\b|panicked")
+ANSI_RE = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+def log_warnings(cluster, keep=8):
+    """WARN/ERROR lines of each node's log (the data dirs are deleted afterwards): count + sample."""
+    out = {}
+    for i, b in cluster.nodes.items():
+        n, sample = 0, []
+        try:
+            with open(b.log_path, "rb") as f:
+                for line in f:
+                    if WARN_RE.search(line):
+                        n += 1
+                        if len(sample) < keep:
+                            sample.append(ANSI_RE.sub(b"", line).decode("utf-8", "replace").rstrip()[:300])
+        except OSError:
+            pass
+        out[i] = {"count": n, "sample": sample}
+    return out
 
 
 def fmt_lat(r):
@@ -321,8 +356,10 @@ def main():
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--idle-partitions", type=int, default=None)
     ap.add_argument("--idle-seconds", type=float, default=None)
+    ap.add_argument("--settle-seconds", type=float, default=None, help="wait after creating the idle partitions (default 60, smoke 2)")
     ap.add_argument("--timeout", type=float, default=None, help="per load phase")
     ap.add_argument("--max-seconds", type=int, default=None, help="whole run (SIGALRM); default 2400, smoke 110")
+    ap.add_argument("--no-load", action="store_true", help="only the idle measurement")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     systems = [s for s in (a.systems or ("rill" if a.smoke else "rill,kafka,kafka-flush1")).split(",") if s]
@@ -330,9 +367,10 @@ def main():
         if s not in SYSTEMS:
             ap.error(f"unknown system {s}")
     p = dict(SMOKE if a.smoke else FULL)
-    for k in ("idle_partitions", "idle_seconds", "timeout", "max_seconds"):
+    for k in ("idle_partitions", "idle_seconds", "settle_seconds", "timeout", "max_seconds"):
         if getattr(a, k) is not None:
             p[k] = getattr(a, k)
+    p["no_load"] = a.no_load
     # Kafka with the default tiered JIT (the test helper limits the JVM to C1); see java-c2.sh.
     os.environ.setdefault("JAVA", os.path.join(HERE, "java-c2.sh"))
 
