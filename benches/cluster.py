@@ -292,9 +292,25 @@ def run_cluster(kind, systems, p, partitions, rows, idle):
         log(f"== {kind}: idle cost")
         idle_cost(systems[0], cluster, nodes, p, idle[kind])
     finally:
-        idle.setdefault(kind, {})["log_warnings"] = log_warnings(cluster)
-        log(f"== {kind}: stopping")
-        cluster.cleanup()
+        stop_cluster(kind, cluster, idle)
+
+
+def stop_cluster(kind, cluster, idle):
+    # A SIGTERM/SIGALRM delivered inside a C call (librdkafka) can surface later, in the middle of
+    # the cleanup: so retry it, and never let it skip stopping the nodes.
+    interrupted = None
+    for attempt in range(3):
+        try:
+            if attempt == 0:
+                idle.setdefault(kind, {})["log_warnings"] = log_warnings(cluster)
+            log(f"== {kind}: stopping")
+            cluster.cleanup()
+            break
+        except BaseException as e:  # noqa: BLE001
+            log(f"   cleanup attempt {attempt + 1}: {type(e).__name__}: {e}")
+            interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted
 
 
 WARN_RE = re.compile(rb"\bWARN\b|\bERROR\b|panicked")
@@ -375,6 +391,8 @@ def main():
     os.environ.setdefault("JAVA", os.path.join(HERE, "java-c2.sh"))
 
     def on_signal(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup must not be interrupted
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
         raise Deadline(f"signal {signum} ({'--max-seconds ' + str(p['max_seconds']) if signum == signal.SIGALRM else 'terminated'})")
     signal.signal(signal.SIGALRM, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
