@@ -13,6 +13,14 @@ Delivery reports are requested for failures only, so the Python loop does no per
 Consumer: assign() partition 0..P-1 from offset 0, timed until `count` records were read; it
 has a group.id (librdkafka needs one) but never commits.
 Both loops are bounded by --timeout (exit code 2 when it expires).
+
+Latency (produce, Python client only; benches/cluster.py uses it):
+  --latency       request a delivery report per record and report librdkafka's per-record
+                  latency (produce() call to broker acknowledgement, Message.latency()):
+                  latency_ms = {p50, p90, p99, p999, max, n}. Costs one Python callback per record.
+  --sync          one record at a time: produce() then flush() (a synchronous send per event);
+                  implies --latency. --rate R instead paces produce() at R records/s.
+  --message-timeout-ms, --linger-ms  override the producer's settings (default: --timeout, 5).
 """
 import argparse
 import json
@@ -29,26 +37,44 @@ def cpu_self():
     return r.ru_utime + r.ru_stime
 
 
+def percentiles(xs):
+    if not xs:
+        return None
+    xs = sorted(xs)
+
+    def q(f):
+        return round(xs[min(len(xs) - 1, int(f * len(xs)))] * 1000, 3)
+    return {"p50": q(0.50), "p90": q(0.90), "p99": q(0.99), "p999": q(0.999), "max": q(1.0), "n": len(xs)}
+
+
 def produce(a):
     errors = []
+    lat = []
+    track = a.latency or a.sync
 
     def on_error_dr(err, msg):
         if err is not None:
             errors.append(str(err))
 
+    def on_dr(err, msg):
+        if err is not None:
+            errors.append(str(err))
+        else:
+            lat.append(msg.latency())
+
     p = Producer({
         "bootstrap.servers": a.bootstrap,
         "acks": a.acks,
-        "linger.ms": 5,
+        "linger.ms": a.linger_ms,
         "batch.size": 1_000_000,            # <= message.max.bytes of both brokers (1048588)
         "batch.num.messages": 1_000_000,
         "queue.buffering.max.messages": 2_000_000,
         "queue.buffering.max.kbytes": 2_097_151,
         "compression.type": "none",
         "enable.idempotence": False,
-        "delivery.report.only.error": True,
-        "on_delivery": on_error_dr,
-        "message.timeout.ms": int(a.timeout * 1000),
+        "delivery.report.only.error": not track,
+        "on_delivery": on_dr if track else on_error_dr,
+        "message.timeout.ms": a.message_timeout_ms or int(a.timeout * 1000),
     })
     # Warm up the connection and metadata outside the timed region.
     p.list_topics(a.topic, timeout=10)
@@ -58,20 +84,41 @@ def produce(a):
     topic, produce_, poll = a.topic, p.produce, p.poll
     i = 0
     n = a.count
-    while i < n:
-        try:
+    if a.sync:
+        flush = p.flush
+        while i < n and time.monotonic() < deadline:
             produce_(topic, payload)
             i += 1
-        except BufferError:
-            poll(0.001)
-            if time.monotonic() > deadline:
-                break
+            flush(max(0.1, deadline - time.monotonic()))
+    elif a.rate:
+        period = 1.0 / a.rate
+        while i < n and time.monotonic() < deadline:
+            due = t0 + i * period
+            while True:
+                left = due - time.perf_counter()
+                if left <= 0:
+                    break
+                poll(min(left, 0.01))
+            produce_(topic, payload)
+            i += 1
+            poll(0)
+    else:
+        while i < n:
+            try:
+                produce_(topic, payload)
+                i += 1
+            except BufferError:
+                poll(0.001)
+                if time.monotonic() > deadline:
+                    break
     remaining = p.flush(max(0.1, deadline - time.monotonic()))
     t1 = time.perf_counter()
     res = result("produce", a, i - remaining, t1 - t0, cpu_self() - cpu0, time.thread_time() - th0)
     res["errors"] = len(errors)
     res["error_sample"] = errors[:3]
     res["timed_out"] = remaining > 0 or i < n
+    if track:
+        res["latency_ms"] = percentiles([x for x in lat if x is not None])
     return res
 
 
@@ -143,6 +190,11 @@ def main():
     ap.add_argument("--size", type=int, default=100)
     ap.add_argument("--acks", default="all", choices=["0", "1", "all", "-1"])
     ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--latency", action="store_true", help="per-record delivery latency percentiles")
+    ap.add_argument("--sync", action="store_true", help="produce() + flush() per record (implies --latency)")
+    ap.add_argument("--rate", type=float, default=0, help="records/s (paced produce)")
+    ap.add_argument("--message-timeout-ms", type=int, default=0)
+    ap.add_argument("--linger-ms", type=float, default=5)
     a = ap.parse_args()
     res = produce(a) if a.mode == "produce" else consume(a)
     print(json.dumps(res))

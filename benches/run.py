@@ -25,8 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
@@ -34,6 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from broker import Broker  # noqa: E402  (tests/support/broker.py)
+from benchlib import (broker_cpu_s, create_topic, fsync_probe, git_info, loadavg, machine,  # noqa: E402
+                      machine_busy_s, proc_status_kb, reset_hwm, result_path, run_loadgen)
 
 SCENARIOS = {"small": (1_000_000, 100), "large": (200_000, 1024)}
 SMOKE = {"small": (20_000, 100), "large": (4_000, 1024)}
@@ -43,80 +43,6 @@ SYSTEMS = {
     "kafka": ("kafka", {}, {}, ["1", "all"]),
     "kafka-flush1": ("kafka", {"log.flush.interval.messages": "1"}, {"flush.messages": "1"}, ["all"]),
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def broker_cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (fields 14, 15)
-
-
-def proc_status_kb(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return None
-
-
-def reset_hwm(pid):
-    try:
-        with open(f"/proc/{pid}/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def machine_busy_s():
-    """CPU seconds spent by all processes on the machine (non-idle, non-iowait), from /proc/stat."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / CLK_TCK  # user..steal minus idle, iowait
-
-
-def fsync_probe(dirpath, n=20, size=1 << 20):
-    """Median and max ms of (write 1 MiB + fdatasync) in dirpath: the disk's commit latency right
-    now, which other writers on the machine (builds) change a lot."""
-    path = os.path.join(dirpath, ".fsync-probe")
-    buf = os.urandom(size)
-    ts = []
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        for _ in range(n):
-            t = time.perf_counter()
-            os.write(fd, buf)
-            os.fdatasync(fd)
-            ts.append((time.perf_counter() - t) * 1000)
-    finally:
-        os.close(fd)
-        os.unlink(path)
-    ts.sort()
-    return {"median_ms": round(ts[len(ts) // 2], 2), "max_ms": round(ts[-1], 2)}
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return [float(x) for x in f.read().split()[:3]]
-
-
-def create_topic(bootstrap, topic, configs):
-    from confluent_kafka.admin import AdminClient, NewTopic
-    a = AdminClient({"bootstrap.servers": bootstrap})
-    fs = a.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config=configs)],
-                         operation_timeout=30, request_timeout=30)
-    fs[topic].result(timeout=60)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # wait until the partition has a leader
-        md = a.list_topics(topic, timeout=5)
-        t = md.topics.get(topic)
-        if t is not None and t.error is None and t.partitions and all(p.leader >= 0 for p in t.partitions.values()):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"topic {topic} has no leader")
-
-
 CLIENT = {"cmd": None}
 
 
@@ -128,16 +54,7 @@ def rust_loadgen():
 
 
 def loadgen(mode, bootstrap, topic, count, size, acks, timeout):
-    cmd = CLIENT["cmd"] + [mode, "--bootstrap", bootstrap, "--topic", topic,
-                           "--count", str(count), "--size", str(size), "--acks", acks, "--timeout", str(timeout)]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60, stdin=subprocess.DEVNULL)
-    if not r.stdout.strip():
-        raise RuntimeError(f"loadgen {mode} failed ({r.returncode}):\n{r.stderr[-2000:]}")
-    res = json.loads(r.stdout.strip().splitlines()[-1])
-    if r.returncode != 0:
-        res["loadgen_exit"] = r.returncode
-        res["stderr_tail"] = r.stderr[-1000:]
-    return res
+    return run_loadgen(CLIENT["cmd"], mode, bootstrap, topic, count, size, acks, timeout)
 
 
 def run_phase(b, mode, topic, count, size, acks, timeout):
@@ -235,19 +152,6 @@ def table(rows):
     return "\n".join(out)
 
 
-def machine():
-    with open("/proc/meminfo") as f:
-        mem_kb = int(f.readline().split()[1])
-    cpu = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "mem_gb": round(mem_kb / 1024 / 1024, 1), "cpu": cpu,
-            "kernel": platform.release(), "python": platform.python_version()}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", default="rill,kafka,kafka-flush1")
@@ -289,10 +193,7 @@ def main():
             "librdkafka": ("2.12.1 (rdkafka 0.39.0 / rdkafka-sys 4.10.0, vendored)" if CLIENT["cmd"][0] != sys.executable
                            else libversion()[0]), "partitions": 1, "java": os.environ.get("JAVA"),
             "client": CLIENT["cmd"][-1], "repeat": repeat, "warmup": not a.no_warmup, "rill_bin": os.environ.get("RILL_BIN"),
-            "git_head": subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                       text=True).stdout.strip(),
-            "git_dirty": bool(subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                                             capture_output=True, text=True).stdout.strip())}
+            **git_info()}
     rows = []
     failed = None
     try:
@@ -305,12 +206,7 @@ def main():
     meta["error"] = failed
     summary = summarize(rows)
     print(table(summary))
-    out = a.out
-    if not out:  # results/<date>[-smoke].json; a second run that day gets -<HHMMSS> appended
-        stem = os.path.join(HERE, "results", datetime.date.today().isoformat() + ("-smoke" if a.smoke else ""))
-        out = stem + ".json"
-        if os.path.exists(out):
-            out = stem + datetime.datetime.now().strftime("-%H%M%S") + ".json"
+    out = result_path("", a.smoke, a.out)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": rows}, f, indent=1)

@@ -10,7 +10,10 @@
 #
 # Files in <dir>: server.properties, data/ (log.dirs), kafka.log (stdout+stderr), kafka.pid.
 # Extra key=value pairs are appended to server.properties (on every start).
-# Env: KAFKA_HEAP (default 1g), JAVA (default java).
+# Env: KAFKA_HEAP (default 1g), JAVA (default java), KAFKA_CLUSTER_ID (format with this cluster id
+# instead of a random one: the nodes of a multi-node cluster, see benches/cluster.py, share it).
+# A multi-node cluster overrides node.id, controller.quorum.voters and listeners with key=value
+# pairs (the last value in server.properties wins) and pre-writes <dir>/controller.port.
 set -euo pipefail
 cmd="${1:?usage: apache-kafka.sh start|stop|kill9|status <port> <dir> [key=value...]}"
 port="${2:?port}"
@@ -67,7 +70,7 @@ L4J
   jopts=(-Xms256m "-Xmx${KAFKA_HEAP:-1g}" -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true
          "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$cp")
   if [[ ! -f "$dir/data/meta.properties" ]]; then
-    cid="$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    cid="${KAFKA_CLUSTER_ID:-$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')}"
     "$JAVA" "${jopts[@]}" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
   fi

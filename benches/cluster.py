@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""3-node cluster benchmark: Rill cluster mode vs Apache Kafka 4.1.1 KRaft, replication factor 3.
+
+    benches/cluster.py [--systems rill,kafka,kafka-flush1] [--smoke] [--out FILE]
+                       [--partitions 3] [--idle-partitions 1000] [--idle-seconds 30]
+                       [--settle-seconds 60] [--no-load] [--max-seconds SEC]
+
+Clusters (fresh data dirs in /tmp, free loopback ports, all three nodes on this machine):
+  rill          3 x `rill broker` ($RILL_BIN, else target/release/rill) with node.id and
+                controller.quorum.voters (tests/support/cluster.py), production Raft timings
+                (heartbeat 500 ms, election timeout 2 s) and 50 __consumer_offsets partitions.
+  kafka         3 x Kafka 4.1.1 combined broker+controller nodes from the Maven jars
+                (tests/support/apache-kafka.sh; static controller.quorum.voters, one cluster id),
+                default flush policy (acks=all means all in-sync replicas have the record in
+                memory; no fsync on the produce path).
+  kafka-flush1  the same Kafka cluster, topics with flush.messages=1 (every append is fsynced on
+                each replica before it is acknowledged).
+
+Per system, on topics with --partitions partitions and replication factor 3, with the
+confluent-kafka client (benches/loadgen.py, one process per phase; same settings for all):
+  produce 100 B / 1 KiB  N records as fast as possible, acks=all: records/s, MB/s and the
+                         per-record delivery latency (produce() call to acknowledgement,
+                         librdkafka's Message.latency()) p50/p99
+  sync acks=all          records one at a time (produce() + flush()): latency when not loaded
+  sync acks=1 (event bus) the same with acks=1, message.timeout.ms=100 (the librdkafka
+                         event-bus profile of /work/shared/CLIENT-PROFILES.md)
+Broker CPU per phase is utime+stime summed over the three node processes (/proc/<pid>/stat).
+Idle cost: after the load phases, --idle-partitions partitions (10 topics, RF 3) are created and
+waited for until every one has a leader; after --settle-seconds (Kafka keeps working for tens of
+seconds after creating them) CPU, RSS and threads of the three processes are sampled over
+--idle-seconds of idleness (also once before creating them, as a baseline). WARN/ERROR lines of
+the node logs are counted into the JSON (the data dirs are deleted at the end). Kafka's
+__consumer_offsets (50 partitions, created lazily) is created first so that both clusters hold
+the same internal partitions.
+
+Everything is bounded: per-phase client timeouts, and --max-seconds for the whole run (SIGALRM);
+every process started is stopped and every data dir deleted on exit, error, timeout or SIGTERM.
+Results: table on stdout, JSON in benches/results/<date>-cluster[-smoke].json (or --out).
+"""
+import argparse
+import base64
+import datetime
+import importlib.util
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+from benchlib import (broker_cpu_s, create_topics, fsync_probe, git_info, loadavg, machine,  # noqa: E402
+                      machine_busy_s, proc_status_kb, result_path, run_loadgen, wait_leaders)
+from broker import Broker, free_port  # noqa: E402  (tests/support/broker.py)
+
+# tests/support/cluster.py, loaded by path: this file's own name shadows it on sys.path.
+_spec = importlib.util.spec_from_file_location("rill_test_cluster", os.path.join(REPO, "tests", "support", "cluster.py"))
+_mod = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_mod)
+RillCluster = _mod.RillCluster
+
+LOADGEN = [sys.executable, os.path.join(HERE, "loadgen.py")]
+# Production defaults (tests/support/cluster.py shortens them for fault tests).
+RILL_DEFAULTS = {"rill.raft.heartbeat.interval.ms": "500", "rill.raft.election.timeout.ms": "2000",
+                 "offsets.topic.num.partitions": "50"}
+KAFKA_CLUSTER = {"offsets.topic.replication.factor": "3", "transaction.state.log.replication.factor": "3",
+                 "transaction.state.log.min.isr": "2", "share.coordinator.state.topic.replication.factor": "3",
+                 "share.coordinator.state.topic.min.isr": "2"}
+SYSTEMS = {"rill": ("rill", {}), "kafka": ("kafka", {}), "kafka-flush1": ("kafka", {"flush.messages": "1"})}
+
+FULL = {"throughput": [(500_000, 100), (100_000, 1024)], "sync": 2_000, "warmup": 200_000,
+        "idle_partitions": 1000, "idle_seconds": 30.0, "baseline_seconds": 15.0, "settle_seconds": 60.0,
+        "timeout": 180.0, "max_seconds": 2400}
+SMOKE = {"throughput": [(20_000, 100), (4_000, 1024)], "sync": 200, "warmup": 5_000,
+         "idle_partitions": 100, "idle_seconds": 5.0, "baseline_seconds": 3.0, "settle_seconds": 2.0,
+         "timeout": 30.0, "max_seconds": 110}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class KafkaCluster:
+    """n Apache Kafka combined broker+controller nodes (KRaft, static voters) on loopback, each
+    started by tests/support/apache-kafka.sh in its own dir, formatted with one cluster id."""
+
+    def __init__(self, n=3, extra=None):
+        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cports = [free_port() for _ in range(n)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(cports))
+        self.nodes = {}
+        for i in range(n):
+            wd = tempfile.mkdtemp(prefix=f"kafka-node{i + 1}-")
+            with open(os.path.join(wd, "controller.port"), "w") as f:  # apache-kafka.sh reuses it
+                f.write(f"{cports[i]}\n")
+            cfg = {"node.id": str(i + 1), "controller.quorum.voters": voters, **KAFKA_CLUSTER, **(extra or {})}
+            self.nodes[i + 1] = Broker("kafka", free_port(), wd, True, cfg)
+
+    @property
+    def bootstrap(self):
+        return ",".join(b.bootstrap for b in self.nodes.values())
+
+    def start(self, timeout=120):
+        # In parallel: a node's broker listener opens only once the controller quorum has a leader.
+        os.environ["KAFKA_CLUSTER_ID"] = self.cluster_id
+        errors = []
+
+        def launch(b):
+            try:
+                b._launch(timeout)
+            except Exception as e:  # noqa: BLE001
+                errors.append(e)
+        self._threads = ts = [threading.Thread(target=launch, args=(b,), daemon=True) for b in self.nodes.values()]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout + 90)
+        if errors:
+            raise RuntimeError(f"kafka cluster start failed: {errors[0]}\n{self.logs()}")
+        from confluent_kafka.admin import AdminClient
+        a = AdminClient({"bootstrap.servers": self.bootstrap})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if len(a.list_topics(timeout=5).brokers) == len(self.nodes):
+                    return self
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"kafka cluster: not all brokers registered within {timeout}s\n{self.logs()}")
+
+    def logs(self, lines=30):
+        return "\n".join(f"----- node {i} ({b.log_path}) -----\n{b.log_tail(max_lines=lines)}"
+                         for i, b in self.nodes.items())
+
+    def cleanup(self):
+        for t in getattr(self, "_threads", []):  # a start still under way writes its pid file first
+            t.join(200)
+        # In parallel: stopped one by one, the last node cannot shut down in a controlled way
+        # (no controller quorum left) and waits for apache-kafka.sh's 30 s SIGKILL fallback.
+        def stop(b):
+            try:
+                b.cleanup()
+            except Exception as e:  # noqa: BLE001
+                log(f"cleanup of {b.workdir}: {e}")
+        ts = [threading.Thread(target=stop, args=(b,)) for b in self.nodes.values()]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(120)
+
+
+class Nodes:
+    """CPU and memory of a cluster's node processes."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def pids(self):
+        return {i: b.pid() for i, b in self.cluster.nodes.items()}
+
+    def check_alive(self):
+        dead = [i for i, b in self.cluster.nodes.items() if not b.alive()]
+        if dead:
+            raise RuntimeError(f"node(s) {dead} died:\n{self.cluster.logs()}")
+
+    def cpu(self):
+        return {i: broker_cpu_s(p) for i, p in self.pids().items()}
+
+    def rss_mb(self):
+        return {i: round(proc_status_kb(p, "VmRSS") / 1024, 1) for i, p in self.pids().items()}
+
+
+def measured(nodes, fn):
+    """Run fn(); return its result plus the nodes' CPU seconds (sum and per node) meanwhile and
+    the CPU used by everything else on the machine (noise indicator)."""
+    c0, m0, t0 = nodes.cpu(), machine_busy_s(), time.monotonic()
+    res = fn()
+    c1, m1, t1 = nodes.cpu(), machine_busy_s(), time.monotonic()
+    per = {i: round(c1[i] - c0[i], 2) for i in c0}
+    total = sum(c1[i] - c0[i] for i in c0)
+    res = dict(res)
+    res["broker_cpu_s"] = round(total, 2)
+    res["broker_cpu_s_per_node"] = per
+    res["wall_s"] = round(t1 - t0, 2)
+    res["other_cpu_s"] = round(max(0.0, (m1 - m0) - total - res.get("client_cpu_s", 0.0)), 2)
+    res["broker_rss_mb"] = nodes.rss_mb()
+    nodes.check_alive()
+    return res
+
+
+def load_phases(system, cluster, nodes, p, timeout, partitions, rows):
+    topic_cfg = SYSTEMS[system][1]
+    tag = system.replace("-", "")
+    boot = cluster.bootstrap
+
+    def phase(name, topic, count, size, acks, extra):
+        la = loadavg()
+        log(f"   {name}: {count} x {size} B acks={acks} ...")
+        res = measured(nodes, lambda: run_loadgen(LOADGEN, "produce", boot, topic, count, size, acks, timeout, extra))
+        res.update(system=system, phase=name, acks=acks, size=size, target_count=count, partitions=partitions,
+                   loadavg_before=la)
+        lat = res.get("latency_ms") or {}
+        log(f"     {res['records_per_s']:,.0f} rec/s {res['mb_per_s']:.1f} MB/s p50 {lat.get('p50')} ms "
+            f"p99 {lat.get('p99')} ms, broker cpu {res['broker_cpu_s']} s {res['broker_cpu_s_per_node']}, "
+            f"errors {res.get('errors')}{' TIMED OUT' if res.get('timed_out') else ''}")
+        rows.append(res)
+
+    for count, size in p["throughput"]:
+        topic = f"bench-{tag}-{size}b"
+        create_topics(boot, [topic], partitions, 3, topic_cfg, timeout=60)
+        phase(f"produce {size} B", topic, count, size, "all", ["--latency"])
+    topic = f"bench-{tag}-sync"
+    create_topics(boot, [topic], partitions, 3, topic_cfg, timeout=60)
+    phase("sync acks=all", topic, p["sync"], 100, "all", ["--sync"])
+    phase("sync acks=1 (event bus)", topic, p["sync"], 100, "1", ["--sync", "--message-timeout-ms", "100"])
+
+
+def idle_cost(system, cluster, nodes, p, out):
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient({"bootstrap.servers": cluster.bootstrap})
+
+    def sample(seconds):
+        c0, m0, t0 = nodes.cpu(), machine_busy_s(), time.monotonic()
+        time.sleep(seconds)
+        c1, m1, t1 = nodes.cpu(), machine_busy_s(), time.monotonic()
+        nodes.check_alive()
+        per = {i: round(100 * (c1[i] - c0[i]) / (t1 - t0), 2) for i in c0}
+        total = sum(c1[i] - c0[i] for i in c0)
+        return {"seconds": round(t1 - t0, 1), "cpu_pct_total": round(100 * total / (t1 - t0), 2),
+                "cpu_pct_per_node": per, "other_cpu_pct": round(100 * max(0.0, m1 - m0 - total) / (t1 - t0), 1),
+                "rss_mb_per_node": nodes.rss_mb(), "rss_mb_total": round(sum(nodes.rss_mb().values()), 1),
+                "threads_per_node": {i: proc_status_kb(pid, "Threads") for i, pid in nodes.pids().items()},
+                "partitions": sum(len(t.partitions) for t in a.list_topics(timeout=10).topics.values()),
+                "loadavg": loadavg()}
+
+    if SYSTEMS[system][0] == "kafka":  # create __consumer_offsets (FindCoordinator), as Rill has it
+        from confluent_kafka import Consumer, TopicPartition
+        c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "bench-idle"})
+        try:
+            c.committed([TopicPartition(f"bench-warmup-{SYSTEMS[system][0]}", 0)], timeout=30)
+        except Exception as e:  # noqa: BLE001
+            log(f"   committed(): {e} (expected while __consumer_offsets is being created)")
+        c.close()
+        wait_leaders(a, ["__consumer_offsets"], 60)
+    log(f"   idle baseline {p['baseline_seconds']} s ...")
+    time.sleep(p["settle_seconds"] / 2)
+    out["baseline"] = sample(p["baseline_seconds"])
+    log(f"     {out['baseline']}")
+    n = p["idle_partitions"]
+    topics, per_topic = 10, n // 10
+    names = [f"idle-{i}" for i in range(topics)]
+    log(f"   creating {topics} x {per_topic} partitions, RF 3 ...")
+    t0 = time.monotonic()
+    c0 = nodes.cpu()
+    create_topics(cluster.bootstrap, names, per_topic, 3, {}, timeout=240)
+    out["create_s"] = round(time.monotonic() - t0, 1)
+    out["create_cpu_s"] = round(sum(nodes.cpu().values()) - sum(c0.values()), 1)
+    log(f"     all leaders after {out['create_s']} s (nodes used {out['create_cpu_s']} CPU s)")
+    time.sleep(p["settle_seconds"])
+    log(f"   idle {p['idle_seconds']} s with {n} more partitions ...")
+    out["idle"] = sample(p["idle_seconds"])
+    log(f"     {out['idle']}")
+    out["idle_partitions"] = n
+
+
+def run_cluster(kind, systems, p, partitions, rows, idle):
+    log(f"== {kind}: starting 3 nodes")
+    t0 = time.monotonic()
+    cluster = RillCluster(3, RILL_DEFAULTS) if kind == "rill" else KafkaCluster(3)
+    try:
+        cluster.start(120)
+        nodes = Nodes(cluster)
+        first = next(iter(cluster.nodes.values()))
+        probe = fsync_probe(first.workdir)
+        log(f"   up in {time.monotonic() - t0:.1f} s, pids {nodes.pids()}, {cluster.bootstrap}, fsync probe {probe}")
+        idle.setdefault(kind, {})["startup_s"] = round(time.monotonic() - t0, 1)
+        idle[kind]["fsync_probe"] = probe
+        warm = f"bench-warmup-{kind}"
+        create_topics(cluster.bootstrap, [warm], partitions, 3, {}, timeout=60)
+        if not p.get("no_load"):
+            log(f"   warm-up {p['warmup']} x 100 B acks=1 (not recorded)")
+            run_loadgen(LOADGEN, "produce", cluster.bootstrap, warm, p["warmup"], 100, "1", p["timeout"])
+            for s in systems:
+                log(f"== {s}")
+                load_phases(s, cluster, nodes, p, p["timeout"], partitions, rows)
+        log(f"== {kind}: idle cost")
+        idle_cost(systems[0], cluster, nodes, p, idle[kind])
+    finally:
+        stop_cluster(kind, cluster, idle)
+
+
+def stop_cluster(kind, cluster, idle):
+    # A SIGTERM/SIGALRM delivered inside a C call (librdkafka) can surface later, in the middle of
+    # the cleanup: so retry it, and never let it skip stopping the nodes.
+    interrupted = None
+    for attempt in range(3):
+        try:
+            if attempt == 0:
+                idle.setdefault(kind, {})["log_warnings"] = log_warnings(cluster)
+            log(f"== {kind}: stopping")
+            cluster.cleanup()
+            break
+        except BaseException as e:  # noqa: BLE001
+            log(f"   cleanup attempt {attempt + 1}: {type(e).__name__}: {e}")
+            interrupted = interrupted or e
+    if interrupted is not None:
+        raise interrupted
+
+
+WARN_RE = re.compile(rb"\bWARN\b|\bERROR\b|panicked")
+ANSI_RE = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+def log_warnings(cluster, keep=8):
+    """WARN/ERROR lines of each node's log (the data dirs are deleted afterwards): count + sample."""
+    out = {}
+    for i, b in cluster.nodes.items():
+        n, sample = 0, []
+        try:
+            with open(b.log_path, "rb") as f:
+                for line in f:
+                    if WARN_RE.search(line):
+                        n += 1
+                        if len(sample) < keep:
+                            sample.append(ANSI_RE.sub(b"", line).decode("utf-8", "replace").rstrip()[:300])
+        except OSError:
+            pass
+        out[i] = {"count": n, "sample": sample}
+    return out
+
+
+def fmt_lat(r):
+    lat = r.get("latency_ms") or {}
+    return f"{lat.get('p50', '-')} / {lat.get('p99', '-')}"
+
+
+def table(rows, idle):
+    out = ["| system | phase | records | records/s | MB/s | latency p50 / p99 ms | broker CPU s (3 nodes) | errors | load avg |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        out.append(f"| {r['system']} | {r['phase']} | {r['records']:,} x {r['size']} B | {r['records_per_s']:,.0f} | "
+                   f"{r['mb_per_s']:.1f} | {fmt_lat(r)} | {r['broker_cpu_s']:.1f} | {r.get('errors', 0)}"
+                   f"{' TIMEOUT' if r.get('timed_out') else ''} | {r['loadavg_before'][0]:.1f} |")
+    out += ["", "| cluster | partitions (incl. internal) | idle CPU % (3 nodes) | per node | RSS MB (3 nodes) | "
+                "baseline: partitions, CPU %, RSS MB | create + leaders s | other CPU % | load avg |",
+            "|---|---:|---:|---|---:|---|---:|---:|---:|"]
+    for k, v in idle.items():
+        i, b = v.get("idle"), v.get("baseline")
+        if not i or not b:
+            continue
+        out.append(f"| {k} | {i['partitions']:,} | {i['cpu_pct_total']:.1f} | "
+                   f"{' / '.join(f'{x:.1f}' for x in i['cpu_pct_per_node'].values())} | {i['rss_mb_total']:.0f} | "
+                   f"{b['partitions']}, {b['cpu_pct_total']:.1f} %, {b['rss_mb_total']:.0f} | {v['create_s']} | "
+                   f"{i['other_cpu_pct']:.0f} | {i['loadavg'][0]:.1f} |")
+    return "\n".join(out)
+
+
+class Deadline(Exception):
+    pass
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--systems", default=None, help="default rill,kafka,kafka-flush1; with --smoke: rill")
+    ap.add_argument("--smoke", action="store_true", help="small counts, 100 idle partitions, Rill only: ~45 s")
+    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--idle-partitions", type=int, default=None)
+    ap.add_argument("--idle-seconds", type=float, default=None)
+    ap.add_argument("--settle-seconds", type=float, default=None, help="wait after creating the idle partitions (default 60, smoke 2)")
+    ap.add_argument("--timeout", type=float, default=None, help="per load phase")
+    ap.add_argument("--max-seconds", type=int, default=None, help="whole run (SIGALRM); default 2400, smoke 110")
+    ap.add_argument("--no-load", action="store_true", help="only the idle measurement")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    systems = [s for s in (a.systems or ("rill" if a.smoke else "rill,kafka,kafka-flush1")).split(",") if s]
+    for s in systems:
+        if s not in SYSTEMS:
+            ap.error(f"unknown system {s}")
+    p = dict(SMOKE if a.smoke else FULL)
+    for k in ("idle_partitions", "idle_seconds", "settle_seconds", "timeout", "max_seconds"):
+        if getattr(a, k) is not None:
+            p[k] = getattr(a, k)
+    p["no_load"] = a.no_load
+    # Kafka with the default tiered JIT (the test helper limits the JVM to C1); see java-c2.sh.
+    os.environ.setdefault("JAVA", os.path.join(HERE, "java-c2.sh"))
+
+    def on_signal(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup must not be interrupted
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+        raise Deadline(f"signal {signum} ({'--max-seconds ' + str(p['max_seconds']) if signum == signal.SIGALRM else 'terminated'})")
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.alarm(int(p["max_seconds"]))
+
+    import confluent_kafka
+    meta = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "smoke": a.smoke,
+            "machine": machine(), "loadavg_start": loadavg(), "confluent_kafka": confluent_kafka.__version__,
+            "librdkafka": confluent_kafka.libversion()[0], "client": "benches/loadgen.py", "nodes": 3,
+            "replication_factor": 3, "partitions": a.partitions, "params": p, "rill_bin": os.environ.get("RILL_BIN"),
+            "java": os.environ.get("JAVA"), "nice": os.nice(0), **git_info()}
+    rows, idle = [], {}
+    failed = None
+    t0 = time.monotonic()
+    try:
+        kinds = [k for k in ("rill", "kafka") if any(SYSTEMS[s][0] == k for s in systems)]
+        for k in kinds:
+            run_cluster(k, [s for s in systems if SYSTEMS[s][0] == k], p, a.partitions, rows, idle)
+    except BaseException as e:  # noqa: BLE001 - report what was measured so far
+        failed = f"{type(e).__name__}: {e}"
+        log(f"FAILED: {failed}")
+    finally:
+        signal.alarm(0)
+    meta["loadavg_end"] = loadavg()
+    meta["elapsed_s"] = round(time.monotonic() - t0, 1)
+    meta["error"] = failed
+    print(table(rows, idle))
+    print(f"\nload average start {meta['loadavg_start']}, end {meta['loadavg_end']} ({os.cpu_count()} CPUs); "
+          f"{meta['elapsed_s']} s")
+    out = result_path("-cluster", a.smoke, a.out)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump({"meta": meta, "runs": rows, "idle": idle}, f, indent=1)
+    log(f"wrote {out}")
+    bad = failed or any(r.get("timed_out") or r.get("loadgen_exit") for r in rows)
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
