@@ -124,6 +124,7 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("controller.quorum.voters", ""),
     ("broker.rack", ""),
     ("auto.leader.rebalance.enable", "true"),
+    ("replica.lag.time.max.ms", "30000"),
     ("leader.imbalance.check.interval.seconds", "300"),
     ("rill.raft.heartbeat.interval.ms", "500"),
     ("rill.raft.election.timeout.ms", "2000"),
@@ -246,6 +247,12 @@ impl BrokerConfig {
             rack: Some(get("broker.rack")).filter(|s| !s.is_empty()),
             raw,
         })
+    }
+
+    /// `replica.lag.time.max.ms`: a follower silent for longer leaves the ISR.
+    pub fn replica_lag_max(&self) -> std::time::Duration {
+        let ms = self.value("replica.lag.time.max.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(30_000);
+        std::time::Duration::from_millis(ms)
     }
 
     /// True when this node is part of a Raft cluster (`controller.quorum.voters` is set).

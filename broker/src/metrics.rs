@@ -650,7 +650,7 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
                 None => offline += 1,
                 Some(_) if g.is_leader() => {
                     leaders += 1;
-                    if g.in_sync().len() < g.voters().len() {
+                    if g.in_sync(broker.config.replica_lag_max()).len() < g.voters().len() {
                         under += 1;
                     }
                 }

@@ -157,19 +157,25 @@ impl Group {
         self.raft.metrics().borrow_watched().membership_config.membership().voter_ids().collect()
     }
 
-    /// On the leader: the voters whose log matches the leader's up to the commit point or
-    /// close to it (Kafka's in-sync replicas). Elsewhere: all voters (the leader knows better).
-    pub fn in_sync(&self) -> BTreeSet<NodeId> {
+    /// On the leader: the voters that acknowledged the leader within `max_lag` and whose log
+    /// is within a few entries of the leader's (Kafka's in-sync replicas, with
+    /// `replica.lag.time.max.ms`). Elsewhere: all voters (only the leader knows).
+    pub fn in_sync(&self, max_lag: Duration) -> BTreeSet<NodeId> {
+        use openraft::Instant as _;
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         let (Some(repl), Some(last)) = (m.replication.as_ref(), m.last_log_index) else { return voters };
         const LAG: u64 = 1000;
+        let acked_lately = |v: &NodeId| {
+            m.heartbeat.as_ref().and_then(|h| h.get(v)).and_then(|t| t.as_ref()).is_some_and(|t| t.elapsed() <= max_lag)
+        };
         voters
             .into_iter()
             .filter(|v| {
                 *v == self.node_id
-                    || repl.get(v).is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index + LAG >= last))
+                    || (acked_lately(v)
+                        && repl.get(v).is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index + LAG >= last)))
             })
             .collect()
     }

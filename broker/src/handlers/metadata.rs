@@ -55,7 +55,7 @@ pub fn placement(broker: &Broker, p: &Partition) -> Placement {
             let leader = g.leader().map(|l| l as i32);
             // Only the leader knows who keeps up; others report the replica set.
             let isr = if leader == Some(me) {
-                g.in_sync().into_iter().map(|n| BrokerId(n as i32)).collect()
+                g.in_sync(broker.config.replica_lag_max()).into_iter().map(|n| BrokerId(n as i32)).collect()
             } else {
                 replicas.clone()
             };
