@@ -39,6 +39,8 @@ pub const METADATA_DIR: &str = "__cluster_metadata-0";
 const RPC_PROPOSE: u8 = network::kind::APP;
 /// Application RPC: `[group u64][to u64]`: the group's leader hands leadership to `to`.
 const RPC_TRANSFER: u8 = network::kind::APP + 1;
+/// Application RPC: is the metadata group initialized here? Answers `[1]` or `[0]`.
+const RPC_INITIALIZED: u8 = network::kind::APP + 2;
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A node as registered in the metadata: its Kafka listeners and rack.
@@ -173,17 +175,34 @@ impl Cluster {
         tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app));
         let members: BTreeMap<u64, BasicNode> =
             config.quorum_voters.iter().map(|(id, a)| (*id as u64, BasicNode { addr: a.clone() })).collect();
-        // A node that has never been initialized proposes the first membership only if no
-        // leader reached it meanwhile: a node that lost its disk must take the leader's log,
-        // not start a rival one.
-        let (m, wait) = (metadata.clone(), Duration::from_millis(timing.election_max_ms));
+        // A node without a metadata log proposes the first membership only when no other
+        // voter has one: then the cluster is new. A node that lost its disk must not start a
+        // rival log (its empty vote could also split a term); it waits to be replicated to.
+        let (m, p, wait) = (metadata.clone(), peers.clone(), Duration::from_millis(timing.election_max_ms));
+        let others: Vec<u64> =
+            config.quorum_voters.keys().map(|v| *v as u64).filter(|v| *v != node_id as u64).collect();
         tokio::spawn(async move {
-            if m.raft.is_initialized().await.unwrap_or(true) {
-                return;
-            }
-            tokio::time::sleep(wait).await;
-            if let Err(e) = m.initialize(members).await {
-                tracing::error!(error = %e, "initializing the metadata quorum failed");
+            loop {
+                if m.raft.is_initialized().await.unwrap_or(true) {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                if m.raft.is_initialized().await.unwrap_or(true) {
+                    return;
+                }
+                let mut someone_has_it = false;
+                for v in &others {
+                    if let Ok(b) = p.call(*v, RPC_INITIALIZED, METADATA_GROUP, &[], Duration::from_secs(1)).await {
+                        someone_has_it |= b.first() == Some(&1);
+                    }
+                }
+                if !someone_has_it {
+                    if let Err(e) = m.initialize(members).await {
+                        tracing::error!(error = %e, "initializing the metadata quorum failed");
+                    }
+                    return;
+                }
+                tracing::info!("the metadata quorum exists elsewhere; waiting to be replicated to");
             }
         });
         let (applied, _) = watch::channel(0);
@@ -318,19 +337,22 @@ impl Cluster {
         let replicas = self.replicas(index);
         let members: BTreeMap<u64, BasicNode> =
             replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.voters[r].clone() })).collect();
-        // The preferred replica of a partition being created now starts it at once; everyone
-        // else (other replicas, or a node replaying old commands after losing its disk) waits
-        // to be reached by a leader and only starts the group itself if nobody did.
-        let first = fresh && replicas[0] == self.node_id;
-        let g = group.clone();
-        tokio::spawn(async move {
-            if !first {
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            }
-            if let Err(e) = g.initialize(members).await {
-                tracing::warn!(group = g.id, error = %e, "initializing a partition group failed");
-            }
-        });
+        // Only a partition being created now is started here: its preferred replica at once,
+        // the others after a while if the preferred one never reached them. A replayed
+        // creation (a restart, or a node that lost its disk) belongs to a group that already
+        // exists: the node waits to be replicated to and never starts a rival log.
+        if fresh {
+            let first = replicas[0] == self.node_id;
+            let g = group.clone();
+            tokio::spawn(async move {
+                if !first {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+                if let Err(e) = g.initialize(members).await {
+                    tracing::warn!(group = g.id, error = %e, "initializing a partition group failed");
+                }
+            });
+        }
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
             index,
@@ -377,6 +399,7 @@ fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
                     }
                     Err(e) => Err(e.to_string()),
                 },
+                RPC_INITIALIZED => Ok(vec![metadata.raft.is_initialized().await.unwrap_or(false) as u8]),
                 RPC_TRANSFER if body.len() == 16 => {
                     let group = u64::from_be_bytes(body[..8].try_into().unwrap());
                     let to = u64::from_be_bytes(body[8..].try_into().unwrap());
