@@ -43,6 +43,10 @@ pub fn raft_config(timing: &Timing) -> Arc<Config> {
         // Bounds the bytes of one AppendEntries (entries are produce requests, up to ~1 MiB).
         max_payload_entries: 64,
         enable_pre_vote: Some(true),
+        // A follower that lost its disk comes back with an empty log; by default openraft
+        // takes such a reversion for a bug and stops replicating to it. Re-replicating is what
+        // an operator replacing a disk wants (Kafka does the same).
+        allow_log_reversion: Some(true),
         ..Default::default()
     };
     Arc::new(c.validate().expect("valid raft config"))

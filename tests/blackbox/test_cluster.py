@@ -313,6 +313,35 @@ def test_follower_catches_up_after_a_long_pause(cluster):
     assert [v for _, v in got] == [f"a{i}" for i in range(3000)] + [f"b{i}" for i in range(100)]
 
 
+def test_node_that_lost_its_disk_rejoins(cluster):
+    """A follower whose data directory is gone restarts empty and gets everything again:
+    metadata (it knows the topic), the records, and its place in the quorum."""
+    import shutil
+
+    create(cluster, "diskloss", 1)
+    leader = cluster.leader("diskloss", 0)
+    victim = next(i for i in cluster.nodes if i != leader)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    for i in range(2000):
+        p.produce("diskloss", value=f"d{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    cluster.kill9(victim)
+    shutil.rmtree(cluster.nodes[victim].data_dir)
+    for i in range(2000, 3000):
+        p.produce("diskloss", value=f"d{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    cluster.restart(victim)
+    wait_same_bytes(cluster, "diskloss", 0, timeout=90)
+    # The rebuilt replica is now needed for the quorum: the other follower goes.
+    other = next(i for i in cluster.nodes if i not in (leader, victim))
+    cluster.kill9(other)
+    for i in range(3000, 3100):
+        p.produce("diskloss", value=f"d{i}".encode(), partition=0)
+    assert p.flush(30) == 0
+    got = read_all(cluster.bootstrap, "diskloss", 1, 3100)[0]
+    assert [v for _, v in got] == [f"d{i}" for i in range(3100)]
+
+
 def test_preferred_leader_election_with_kafka_cli(java_cp):
     """After a leader is killed and comes back, `kafka-leader-election --election-type
     PREFERRED` hands leadership back to the preferred replica (and so would the periodic
