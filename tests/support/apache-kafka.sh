@@ -71,7 +71,8 @@ L4J
          "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$cp")
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     cid="${KAFKA_CLUSTER_ID:-$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')}"
-    "$JAVA" "${jopts[@]}" kafka.tools.StorageTool format -t "$cid" -c "$dir/server.properties" \
+    # `=`: a random id may start with '-', which the tool's argument parser would take for an option.
+    "$JAVA" "${jopts[@]}" kafka.tools.StorageTool format --cluster-id="$cid" -c "$dir/server.properties" \
       >"$dir/format.log" 2>&1 || { cat "$dir/format.log" >&2; exit 1; }
   fi
   nohup "$JAVA" "${jopts[@]}" kafka.Kafka "$dir/server.properties" </dev/null >>"$dir/kafka.log" 2>&1 &
