@@ -206,7 +206,8 @@ def test_prometheus_scrapes_the_broker_and_runs_every_rule_and_panel_query(broke
             raise AssertionError("prometheus exited")
         try:
             r = _api(base, "/api/v1/query", query='up{job="rill"}')
-        except OSError:
+        except (OSError, ValueError):
+            # Still starting: connection refused, or a plain-text 503 "Service Unavailable".
             return False
         res = r.get("data", {}).get("result", [])
         return bool(res) and res[0]["value"][1] == "1"
