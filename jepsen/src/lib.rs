@@ -8,3 +8,4 @@
 
 pub mod checker;
 pub mod history;
+pub mod report;
