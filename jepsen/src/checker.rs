@@ -237,8 +237,8 @@ impl Table {
                     rec.completion = Some(op.index);
                     rec.outcome = outcome;
                     if outcome == Outcome::Ok {
-                        rec.offset = *offset;
-                        if let Some(offset) = offset {
+                        rec.offset = acked_offset(*offset);
+                        if let Some(offset) = &rec.offset {
                             obs.push(Obs {
                                 key: *key,
                                 offset: *offset,
@@ -455,7 +455,9 @@ impl Table {
                 _ => {
                     stats.unseen += 1;
                     let end = self.drain.as_ref().and_then(|d| d.get(&rec.key).copied());
-                    found.add("unseen", drained, 0, || {
+                    // Below the drained end offset, the broker claimed the log held it.
+                    let below_end = matches!((rec.offset, end), (Some(o), Some(e)) if o < e);
+                    found.add("unseen", drained, i64::from(below_end), || {
                         json!({
                             "key": rec.key,
                             "value": rec.value,
@@ -527,7 +529,8 @@ impl Table {
                         st.pos.insert(key, (offset, value, op.index));
                     }
                 }
-                Body::Send { key, value, offset: Some(offset) } if op.kind == OpType::Ok => {
+                Body::Send { key, value, offset } if op.kind == OpType::Ok => {
+                    let Some(offset) = &acked_offset(*offset) else { continue };
                     let st = procs.entry(op.process).or_default();
                     if let Some(&(prev, prev_value, prev_op)) = st.sent.get(key) {
                         if *offset <= prev {
@@ -594,6 +597,12 @@ impl Table {
             }
         }
     }
+}
+
+/// The offset an acked send claims. librdkafka reports a negative one (-1001, "invalid") when
+/// the broker returned none: that is no claim about the log.
+fn acked_offset(offset: Option<Offset>) -> Option<Offset> {
+    offset.filter(|&o| o >= 0)
 }
 
 /// Why a kind can be allowed; `None` for kinds that never are.
@@ -826,6 +835,17 @@ mod tests {
         let a = h.check();
         assert_eq!(a.bad, vec!["unseen"]);
         assert_eq!(a.anomalies["unseen"].count, 2);
+    }
+
+    #[test]
+    fn negative_ack_offsets_are_unknown_not_conflicting() {
+        let mut h = H::default();
+        h.ok_send(0, 0, 1, -1001).ok_send(0, 0, 2, -1001).ok_send(0, 0, 3, 0);
+        h.assign(1, &[0]).poll(1, &[(0, 0, 3), (0, 1, 1)]);
+        let a = h.check();
+        assert!(a.valid, "{a:#?}");
+        assert_eq!(kinds(&a), vec![("unseen", 1)]);
+        assert_eq!(a.anomalies["unseen"].examples[0]["offset"], Value::Null);
     }
 
     #[test]

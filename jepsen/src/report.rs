@@ -331,6 +331,43 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
         let _ = writeln!(h, "<div class=\"verdict invalid\">INVALID: {}</div>", esc(&analysis.bad.join(", ")));
     }
 
+    let perf_summary = perf.summary();
+    let latency = &perf_summary["send_latency_ms"];
+    let ms = |v: &Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.1} ms"));
+    let s = &analysis.stats;
+    let drain = match s.drain_complete {
+        None => "none",
+        Some(true) => "complete",
+        Some(false) => "incomplete",
+    };
+    let summary = [
+        (
+            "sends ok / fail / info / pending",
+            format!("{} / {} / {} / {}", s.sends_ok, s.sends_fail, s.sends_info, s.sends_pending),
+        ),
+        ("acked sends read / lost / unseen", format!("{} / {} / {}", s.acked_read, s.lost, s.unseen)),
+        ("polls ok, distinct values read", format!("{}, {}", s.polls_ok, s.values_read)),
+        ("keys", s.distinct_keys.to_string()),
+        ("final drain", drain.to_string()),
+        (
+            "ok sends/s, ok polls/s",
+            format!(
+                "{:.1}, {:.1}",
+                perf_summary["ok_sends_per_s"].as_f64().unwrap_or(0.0),
+                perf_summary["ok_polls_per_s"].as_f64().unwrap_or(0.0)
+            ),
+        ),
+        (
+            "send latency p50 / p99 / max",
+            format!("{} / {} / {}", ms(&latency["p50"]), ms(&latency["p99"]), ms(&latency["max"])),
+        ),
+    ];
+    h.push_str("<h2>Summary</h2>\n<table>\n");
+    for (k, v) in summary {
+        let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
+    h.push_str("</table>\n");
+
     h.push_str("<h2>Anomalies</h2>\n");
     if analysis.anomalies.is_empty() {
         h.push_str("<p>None found.</p>\n");
@@ -409,7 +446,7 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
     }
 
     h.push_str("<h2>Statistics</h2>\n");
-    let stats = serde_json::to_string_pretty(&json!({"history": analysis.stats, "perf": perf.summary()}))
+    let stats = serde_json::to_string_pretty(&json!({"history": analysis.stats, "perf": perf_summary}))
         .map_err(io::Error::other)?;
     let _ = writeln!(h, "<pre>{}</pre>", esc(&stats));
     h.push_str("</body></html>\n");
@@ -504,6 +541,7 @@ mod tests {
 
         let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
         assert!(html.contains("INVALID: int-poll-skip, lost-write"));
+        assert!(html.contains("<tr><th>acked sends read / lost / unseen</th><td>29 / 1 / 0</td></tr>"), "{html}");
         assert!(html.contains("<tr class=\"anomaly\" id=\"lost-write\"><td>lost-write</td><td>1</td>"), "{html}");
         assert!(html.contains("<tr class=\"anomaly\" id=\"int-poll-skip\">"));
         assert_eq!(html.matches("<svg").count(), 2);
