@@ -381,7 +381,8 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
             };
             let mut examples = String::new();
             for e in r.examples.iter().take(HTML_EXAMPLES) {
-                let text = serde_json::to_string_pretty(e).map_err(io::Error::other)?;
+                // One line per example (wrapped by CSS) scans better than pretty JSON.
+                let text = serde_json::to_string(e).map_err(io::Error::other)?;
                 let _ = write!(examples, "<pre>{}</pre>", esc(&text));
             }
             let more = r.examples.len().saturating_sub(HTML_EXAMPLES);
