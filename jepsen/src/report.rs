@@ -315,6 +315,15 @@ pre{background:#f6f6f6;padding:.5em;overflow-x:auto;font-size:.85em;white-space:
 /// Examples shown per anomaly kind in the HTML (summary.json has all the checker kept).
 const HTML_EXAMPLES: usize = 3;
 
+/// A two-column table; names are literal, values already escaped HTML.
+fn kv_table(h: &mut String, rows: &[(&str, String)]) {
+    h.push_str("<table>\n");
+    for (k, v) in rows {
+        let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
+    h.push_str("</table>\n");
+}
+
 fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> {
     let mut h = String::new();
     let title = format!("{} — seed {}", info.system, info.seed);
@@ -362,11 +371,8 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
             format!("{} / {} / {}", ms(&latency["p50"]), ms(&latency["p99"]), ms(&latency["max"])),
         ),
     ];
-    h.push_str("<h2>Summary</h2>\n<table>\n");
-    for (k, v) in summary {
-        let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
-    }
-    h.push_str("</table>\n");
+    h.push_str("<h2>Summary</h2>\n");
+    kv_table(&mut h, &summary);
 
     h.push_str("<h2>Anomalies</h2>\n");
     if analysis.anomalies.is_empty() {
@@ -404,7 +410,7 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
     let _ = writeln!(h, "<div class=\"chart\">{}</div>", throughput_chart(perf)?);
     let _ = writeln!(h, "<div class=\"chart\">{}</div>", latency_chart(perf)?);
 
-    h.push_str("<h2>Run</h2>\n<table>\n");
+    h.push_str("<h2>Run</h2>\n");
     let workload = serde_json::to_string_pretty(&info.workload).map_err(io::Error::other)?;
     let rows = [
         ("system", esc(&info.system)),
@@ -415,10 +421,8 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
         ("started at", esc(&info.started_at)),
         ("workload", format!("<pre>{}</pre>", esc(&workload))),
     ];
-    for (k, v) in rows {
-        let _ = writeln!(h, "<tr><th>{k}</th><td>{v}</td></tr>");
-    }
-    h.push_str("</table>\n<h3>Re-run</h3>\n");
+    kv_table(&mut h, &rows);
+    h.push_str("<h3>Re-run</h3>\n");
     let _ = writeln!(h, "<pre class=\"rerun\">{}</pre>", esc(&info.rerun));
     if !info.notes.is_empty() {
         h.push_str("<h3>Notes</h3>\n<ul>\n");
