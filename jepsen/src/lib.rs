@@ -6,4 +6,6 @@
 //! and checks that history for Jepsen's Kafka anomaly classes. It never talks to anything
 //! but loopback and the namespaces it made, and it removes them on exit.
 
+pub mod checker;
 pub mod history;
+pub mod report;
