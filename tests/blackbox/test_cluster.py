@@ -112,6 +112,13 @@ def test_metadata_placement_and_replicated_produce(cluster):
     assert gauges("kafka_server_replicamanager_leadercount", [1, 2]) == total
     assert gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2]) == total
 
+    # Raft health: the 300 acknowledged records were committed through the partitions' leaders
+    # (one histogram sample per batch), and the partitions node 3 led were won in elections by
+    # nodes 1 and 2 (each group had an election at creation, so the count only grows).
+    commits = sum(metric(cluster.nodes[i], "rill_raft_commit_seconds_count") for i in (1, 2))
+    assert commits > 0
+    assert gauges("rill_raft_elections_started_total", [1, 2]) >= total
+
 
 def test_leader_killed_while_producing(cluster):
     """kill -9 the leader mid-stream: the producer rides through, every acknowledged record is
