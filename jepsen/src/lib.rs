@@ -7,3 +7,4 @@
 //! but loopback and the namespaces it made, and it removes them on exit.
 
 pub mod history;
+pub mod lossyfs;
