@@ -4,6 +4,12 @@
 //! Needs the `rill` binary (`cargo build --release -p rill-cli`; found through `RILL_BIN`,
 //! `$CARGO_TARGET_DIR/release/rill` or `<workspace>/target/release/rill`) and skips, saying so,
 //! without it. Needs root and /dev/fuse, and fails without them.
+//!
+//! With `LOSSYFS_KAFKA=1`, Apache Kafka runs the same way (tests/support/apache-kafka.sh, Java
+//! and the Maven jars), its whole directory on the mount. Kafka acknowledges before it fsyncs
+//! by default, so it may lose acknowledged records: the test only asserts that it comes back
+//! and serves the topic, and prints what was lost, unless `LOSSYFS_KAFKA_PROPS` (space-separated
+//! key=value pairs for server.properties) sets `log.flush.interval.messages=1`.
 
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
@@ -126,10 +132,19 @@ fn rill_keeps_every_acknowledged_record_across_a_power_loss() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("rill.log");
+    if std::env::var_os("LOSSYFS_BASELINE").is_some() {
+        // The same load on a plain directory, to see what the mount costs.
+        let port = free_port();
+        let broker = start_broker(&bin, &dir.path().join("plain"), port, &log);
+        let started = Instant::now();
+        let acked = produce(&format!("127.0.0.1:{port}"));
+        eprintln!("baseline: {} records acknowledged in {:?} without the mount", acked.len(), started.elapsed());
+        drop(broker);
+    }
     let mut fs = LossyFs::mount(&dir.path().join("backing"), &dir.path().join("mnt"))
         .unwrap_or_else(|e| panic!("the lossy filesystem needs root and /dev/fuse: {e:#}"));
     let data = fs.mountpoint().join("data");
-    let log = dir.path().join("rill.log");
 
     let port = free_port();
     let broker = start_broker(&bin, &data, port, &log);
@@ -153,5 +168,45 @@ fn rill_keeps_every_acknowledged_record_across_a_power_loss() {
         &lost[..lost.len().min(5)],
         log.display()
     );
+    fs.unmount().unwrap();
+}
+
+fn kafka_script(cmd: &str, port: u16, dir: &Path, props: &[String]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/support/apache-kafka.sh");
+    let status = Command::new("bash").arg(script).arg(cmd).arg(port.to_string()).arg(dir).args(props).status().unwrap();
+    assert!(status.success(), "apache-kafka.sh {cmd} failed (see {}/kafka.log)", dir.display());
+}
+
+#[test]
+fn apache_kafka_runs_on_the_lossy_filesystem() {
+    if std::env::var_os("LOSSYFS_KAFKA").is_none() {
+        eprintln!("SKIPPED: set LOSSYFS_KAFKA=1 to run Apache Kafka (Java, Maven jars) on the mount");
+        return;
+    }
+    let props: Vec<String> =
+        std::env::var("LOSSYFS_KAFKA_PROPS").unwrap_or_default().split_whitespace().map(String::from).collect();
+    let flushes = props.iter().any(|p| p == "log.flush.interval.messages=1");
+    let dir = tempfile::tempdir().unwrap();
+    let mut fs = LossyFs::mount(&dir.path().join("backing"), &dir.path().join("mnt"))
+        .unwrap_or_else(|e| panic!("the lossy filesystem needs root and /dev/fuse: {e:#}"));
+    let kafka = fs.mountpoint().join("kafka");
+    let port = free_port();
+    kafka_script("start", port, &kafka, &props);
+    let started = Instant::now();
+    let acked = produce(&format!("127.0.0.1:{port}"));
+    eprintln!("kafka: {} records acknowledged in {:?}", acked.len(), started.elapsed());
+    kafka_script("kill9", port, &kafka, &[]);
+    eprintln!("kafka: power loss drops {} bytes held in {} files", fs.dirty_bytes(), fs.dirty_files().len());
+    fs.power_loss().unwrap();
+
+    let port = free_port();
+    kafka_script("start", port, &kafka, &props);
+    let got = consume(&format!("127.0.0.1:{port}"), &acked);
+    kafka_script("kill9", port, &kafka, &[]);
+    let lost = acked.difference(&got).count();
+    eprintln!("kafka: {lost} of {} acknowledged records lost (props {props:?})", acked.len());
+    if flushes {
+        assert_eq!(lost, 0, "Kafka fsyncing every message lost acknowledged records");
+    }
     fs.unmount().unwrap();
 }
