@@ -108,6 +108,19 @@ impl LossyFs {
         Ok(())
     }
 
+    /// Makes every held write durable now, like sync(2) on a real disk (which this mount does
+    /// not get: FUSE does not pass sync(2) or syncfs(2) on to the filesystem). For setup steps
+    /// whose output must survive power losses but that do not fsync, e.g. Apache Kafka's
+    /// storage format, whose bootstrap.checkpoint is otherwise lost and Kafka cannot start.
+    pub fn sync(&self) -> Result<()> {
+        let Some(live) = &self.live else { return Ok(()) };
+        // First the kernel's dirty pages of shared mappings, which syncfs writes back to us as
+        // held writes; it must run without the mode lock, since those writes need it.
+        syncfs(&self.mountpoint)?;
+        let _mode = live.state.mode.write();
+        live.state.persist_all().context("writing held data to the backing directory")
+    }
+
     /// Bytes held in memory, not yet durable (for logs/metrics).
     pub fn dirty_bytes(&self) -> u64 {
         self.live.as_ref().map_or(0, |live| live.state.dirty_bytes())

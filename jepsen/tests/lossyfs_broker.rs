@@ -9,7 +9,8 @@
 //! and the Maven jars), its whole directory on the mount. Kafka acknowledges before it fsyncs
 //! by default, so it may lose acknowledged records: the test only asserts that it comes back
 //! and serves the topic, and prints what was lost, unless `LOSSYFS_KAFKA_PROPS` (space-separated
-//! key=value pairs for server.properties) sets `log.flush.interval.messages=1`.
+//! key=value pairs for server.properties) sets `log.flush.interval.messages=1`. Kafka's storage
+//! format is not fsynced, so the test makes it durable with `LossyFs::sync` before producing.
 
 use std::collections::BTreeSet;
 use std::net::{TcpListener, TcpStream};
@@ -192,6 +193,14 @@ fn apache_kafka_runs_on_the_lossy_filesystem() {
     let kafka = fs.mountpoint().join("kafka");
     let port = free_port();
     kafka_script("start", port, &kafka, &props);
+    // The storage format (bootstrap.checkpoint, meta.properties) is not fsynced by Kafka.
+    let durable = |name: &str| std::fs::metadata(fs.backing().join("kafka/data").join(name)).map(|m| m.len()).ok();
+    eprintln!(
+        "kafka: durable after format: bootstrap.checkpoint {:?} bytes, meta.properties {:?} bytes",
+        durable("bootstrap.checkpoint"),
+        durable("meta.properties")
+    );
+    fs.sync().unwrap();
     let started = Instant::now();
     let acked = produce(&format!("127.0.0.1:{port}"));
     eprintln!("kafka: {} records acknowledged in {:?}", acked.len(), started.elapsed());
