@@ -127,7 +127,8 @@ impl LossyFs {
     }
 
     /// Files with bytes not yet durable, as paths relative to the backing directory, with the
-    /// bytes held for each (for debugging a lost write). Files unlinked since are left out.
+    /// bytes held for each (for debugging a lost write). A file written after its last name was
+    /// removed is listed as "(unlinked)".
     pub fn dirty_files(&self) -> Vec<(PathBuf, u64)> {
         self.live.as_ref().map_or_else(Vec::new, |live| live.state.dirty_files())
     }

@@ -144,9 +144,8 @@ mod tests {
         let len = model.bytes.len();
         let mut seen = vec![0xEEu8; len + 8];
         ext.overlay_onto(0, &mut seen);
-        for i in 0..len {
-            let want = if model.held[i] { model.bytes[i] } else { 0xEE };
-            assert_eq!(seen[i], want, "byte {i}");
+        for (i, ((&got, &byte), &held)) in seen.iter().zip(&model.bytes).zip(&model.held).enumerate() {
+            assert_eq!(got, if held { byte } else { 0xEE }, "byte {i}");
         }
         assert!(seen[len..].iter().all(|&b| b == 0xEE));
         assert_eq!(ext.bytes(), model.held.iter().filter(|&&h| h).count() as u64);
