@@ -71,33 +71,38 @@ fn start_broker(bin: &Path, data: &Path, port: u16, log: &Path) -> Broker {
     broker
 }
 
-fn produce(bootstrap: &str) -> BTreeSet<String> {
+/// Produces batches of 30 concurrent records named `<prefix>-<n>` (so some share one
+/// group-committed fsync) until `batches` are done or a whole batch fails (the broker died);
+/// returns the acknowledged ones.
+fn produce(bootstrap: &str, prefix: &str, batches: usize, timeout: Duration) -> BTreeSet<String> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("acks", "all")
-        .set("message.timeout.ms", "30000")
+        .set("message.timeout.ms", timeout.as_millis().to_string())
         .set("linger.ms", "1")
         .create()
         .unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
-        // Batches of concurrent sends, so some records share a group-committed fsync.
         let mut acked = BTreeSet::new();
-        for batch in 0..RECORDS / 30 {
-            let sends: Vec<_> = (0..30)
-                .map(|i| {
-                    let value = format!("record-{}", batch * 30 + i);
-                    let producer = producer.clone();
-                    async move {
-                        let record = FutureRecord::<(), _>::to(TOPIC).payload(&value);
-                        producer.send(record, Duration::from_secs(30)).await.map(|_| value.clone())
-                    }
-                })
-                .collect();
-            for send in sends {
-                if let Ok(value) = send.await {
+        for batch in 0..batches {
+            let mut sends = tokio::task::JoinSet::new();
+            for i in 0..30 {
+                let value = format!("{prefix}-{}", batch * 30 + i);
+                let producer = producer.clone();
+                sends.spawn(async move {
+                    let record = FutureRecord::<(), _>::to(TOPIC).payload(&value);
+                    producer.send(record, timeout).await.map(|_| value.clone())
+                });
+            }
+            let before = acked.len();
+            while let Some(done) = sends.join_next().await {
+                if let Ok(Ok(value)) = done {
                     acked.insert(value);
                 }
+            }
+            if acked.len() == before {
+                break;
             }
         }
         acked
@@ -139,7 +144,7 @@ fn rill_keeps_every_acknowledged_record_across_a_power_loss() {
         let port = free_port();
         let broker = start_broker(&bin, &dir.path().join("plain"), port, &log);
         let started = Instant::now();
-        let acked = produce(&format!("127.0.0.1:{port}"));
+        let acked = produce(&format!("127.0.0.1:{port}"), "record", RECORDS / 30, Duration::from_secs(30));
         eprintln!("baseline: {} records acknowledged in {:?} without the mount", acked.len(), started.elapsed());
         drop(broker);
     }
@@ -150,11 +155,25 @@ fn rill_keeps_every_acknowledged_record_across_a_power_loss() {
     let port = free_port();
     let broker = start_broker(&bin, &data, port, &log);
     let started = Instant::now();
-    let acked = produce(&format!("127.0.0.1:{port}"));
+    let mut acked = produce(&format!("127.0.0.1:{port}"), "record", RECORDS / 30, Duration::from_secs(30));
     eprintln!("{} records acknowledged in {:?}", acked.len(), started.elapsed());
     assert!(acked.len() >= RECORDS / 2, "too few acknowledged: {}", acked.len());
     drop(broker); // kill -9
     eprintln!("power loss drops {} bytes held in {:?}", fs.dirty_bytes(), fs.dirty_files());
+    fs.power_loss().unwrap();
+
+    // Again, but the broker dies while records are in flight: a torn, un-fsynced tail to
+    // recover from, on top of the log recovered above.
+    let port = free_port();
+    let broker = start_broker(&bin, &data, port, &log);
+    let bootstrap = format!("127.0.0.1:{port}");
+    let producing = std::thread::spawn(move || produce(&bootstrap, "inflight", 1000, Duration::from_secs(3)));
+    std::thread::sleep(Duration::from_millis(700));
+    drop(broker); // kill -9 mid-stream
+    let inflight = producing.join().unwrap();
+    eprintln!("{} more acknowledged before the kill; power loss drops {} bytes", inflight.len(), fs.dirty_bytes());
+    assert!(!inflight.is_empty(), "nothing acknowledged before the kill");
+    acked.extend(inflight);
     fs.power_loss().unwrap();
 
     let port = free_port();
@@ -202,7 +221,7 @@ fn apache_kafka_runs_on_the_lossy_filesystem() {
     );
     fs.sync().unwrap();
     let started = Instant::now();
-    let acked = produce(&format!("127.0.0.1:{port}"));
+    let acked = produce(&format!("127.0.0.1:{port}"), "record", RECORDS / 30, Duration::from_secs(30));
     eprintln!("kafka: {} records acknowledged in {:?}", acked.len(), started.elapsed());
     kafka_script("kill9", port, &kafka, &[]);
     eprintln!("kafka: power loss drops {} bytes held in {} files", fs.dirty_bytes(), fs.dirty_files().len());
