@@ -8,4 +8,5 @@
 
 pub mod checker;
 pub mod history;
+pub mod lossyfs;
 pub mod report;
