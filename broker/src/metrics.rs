@@ -796,33 +796,6 @@ mod tests {
         assert_eq!(count_records(&set[..set.len() - 5]), 3);
     }
 
-    /// What recording costs per produce request (timer, histograms, counters, error scan and
-    /// the partition's byte/record counters). `cargo test -p rill-broker --release --lib
-    /// recording_cost -- --ignored --nocapture`; README "Monitoring" quotes it.
-    #[test]
-    #[ignore]
-    fn recording_cost() {
-        use rill_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-        use rill_protocol::messages::ProduceResponse;
-        let resp = ResponseKind::Produce(ProduceResponse::default().with_responses(vec![
-            TopicProduceResponse::default().with_partition_responses(vec![PartitionProduceResponse::default()]),
-        ]));
-        let stats = PartitionStats::default();
-        let n = 2_000_000u32;
-        for deferred in [false, true] {
-            let started = Instant::now();
-            for _ in 0..n {
-                let t = RequestTimer::start(ApiKey::Produce, now());
-                stats.produced(1000, 10);
-                let t = if deferred { t.deferred() } else { t };
-                t.done(Some(&resp));
-            }
-            let per = started.elapsed() / n;
-            println!("recording one produce request (deferred: {deferred}): {per:?}");
-        }
-        get().prometheus.run_upkeep();
-    }
-
     #[test]
     fn label_values_are_escaped() {
         let mut s = String::new();
