@@ -7,3 +7,8 @@
 //! but loopback and the namespaces it made, and it removes them on exit.
 
 pub mod history;
+pub mod db;
+pub mod log;
+pub mod nemesis;
+pub mod net;
+pub mod workload;
