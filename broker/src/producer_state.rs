@@ -1,12 +1,26 @@
 //! Idempotent-producer bookkeeping for one partition: the last batches each producer wrote, so
 //! a retried batch is answered with its original offset instead of being written twice.
 //!
-//! The state is kept in memory. After a restart a producer the partition has not seen since
-//! is accepted at whatever sequence it sends, as Kafka does for producers whose state expired.
+//! The state is kept in memory and rebuilt from the batch headers at the tail of the log when
+//! a partition is first written after a start, and whenever a replica becomes leader, so a
+//! producer retrying a batch that the old leader (or the node before its crash) wrote gets
+//! the original offset back instead of a second copy. Producers whose last batch lies before
+//! that tail ([`REBUILD_WINDOW`] offsets) are accepted at whatever sequence they send, as
+//! Kafka does for producers whose state expired.
 
 use std::collections::{HashMap, VecDeque};
 
+use rill_protocol::batch;
+use rill_storage::{PartitionLog, StorageError};
+
 use crate::error::KafkaError;
+
+/// How many offsets back from the log end a rebuild reads. A client retries a batch for at
+/// most `delivery.timeout.ms`; this covers that window for partitions taking up to a few
+/// hundred batches a second without reading a whole log on every leader change.
+pub const REBUILD_WINDOW: i64 = 100_000;
+/// Bytes read from the log per step of a rebuild.
+const REBUILD_CHUNK: usize = 1 << 20;
 
 /// Kafka keeps the last five batches per producer: a client has at most five in flight.
 const CACHED_BATCHES: usize = 5;
@@ -31,6 +45,8 @@ pub enum SequenceCheck {
     Append,
     /// A retry of a batch already written at this base offset.
     Duplicate { base_offset: i64 },
+    /// A retry of a batch that is still being replicated: its outcome is not known yet.
+    InFlight,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +86,9 @@ impl ProducerStates {
             };
         }
         if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
+            if dup.base_offset < 0 {
+                return Ok(SequenceCheck::InFlight);
+            }
             return Ok(SequenceCheck::Duplicate { base_offset: dup.base_offset });
         }
         let expected = entry.batches.back().map_or(0, |b| next_seq(b.last_seq));
@@ -91,6 +110,38 @@ impl ProducerStates {
             entry.batches.pop_front();
         }
         entry.batches.push_back(BatchRecord { first_seq, last_seq, base_offset });
+    }
+
+    /// The state a log's tail implies: the last batches of every idempotent producer that
+    /// wrote among the last [`REBUILD_WINDOW`] offsets. Reads batch headers only.
+    pub fn rebuild(log: &PartitionLog) -> Result<ProducerStates, StorageError> {
+        let mut states = ProducerStates::default();
+        let end = log.log_end_offset();
+        let mut offset = (end - REBUILD_WINDOW).max(log.log_start_offset());
+        while offset < end {
+            let chunk = match log.read(offset, REBUILD_CHUNK, end) {
+                Ok(r) => r.records,
+                // Retention moved the log start under us: carry on from there.
+                Err(StorageError::OffsetOutOfRange { log_start, .. }) if log_start > offset => {
+                    offset = log_start;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let before = offset;
+            for b in batch::split_batches(&chunk) {
+                let Ok((h, _)) = b else { break };
+                offset = h.last_offset() + 1;
+                if h.producer_id >= 0 && !h.is_control() {
+                    let last_seq = h.base_sequence.wrapping_add(h.last_offset_delta);
+                    states.record(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, h.base_offset);
+                }
+            }
+            if offset == before {
+                break; // nothing readable (a corrupt tail is recovery's business, not ours)
+            }
+        }
+        Ok(states)
     }
 
     /// Cluster mode records a batch before it is committed (so the producer's next in-flight
@@ -128,6 +179,43 @@ mod tests {
         assert!(matches!(s.check(7, 0, 9, 9), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
         s.record(7, 1, 0, 0, 200);
         assert!(matches!(s.check(7, 0, 1, 1), Err(KafkaError::InvalidProducerEpoch)));
+    }
+
+    /// A new leader (or a restarted node) must know the batches already in its log: a
+    /// producer retrying one of them gets the original offset back.
+    #[test]
+    fn rebuilt_from_the_log_tail() {
+        use rill_protocol::records::{encode_batch, EncodeOptions, RecordIn};
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), rill_storage::LogConfig::default()).unwrap();
+        let rec = |v: &'static [u8]| RecordIn { key: None, value: Some(v), headers: &[], timestamp: 1 };
+        let mut append = |pid: i64, seq: i32, n: usize| {
+            let recs: Vec<_> = (0..n).map(|_| rec(b"x")).collect();
+            let opts = EncodeOptions { producer_id: pid, producer_epoch: 0, base_sequence: seq, ..Default::default() };
+            log.append(&mut encode_batch(&recs, &opts), 3, None).unwrap().first_offset
+        };
+        let first = append(7, 0, 2);
+        append(-1, -1, 1); // a plain producer's batch is not tracked
+        let second = append(7, 2, 3);
+        let other = append(9, 0, 1);
+        let s = ProducerStates::rebuild(&log).unwrap();
+        assert_eq!(s.check(7, 0, 0, 1).unwrap(), SequenceCheck::Duplicate { base_offset: first });
+        assert_eq!(s.check(7, 0, 2, 4).unwrap(), SequenceCheck::Duplicate { base_offset: second });
+        assert_eq!(s.check(9, 0, 0, 0).unwrap(), SequenceCheck::Duplicate { base_offset: other });
+        assert_eq!(s.check(7, 0, 5, 5).unwrap(), SequenceCheck::Append);
+        assert!(matches!(s.check(7, 0, 6, 6), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
+    }
+
+    #[test]
+    fn a_retry_of_an_unresolved_batch_is_in_flight() {
+        let mut s = ProducerStates::default();
+        s.record(7, 0, 0, 4, -1);
+        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::InFlight);
+        s.set_offset(7, 0, 0, 40);
+        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::Duplicate { base_offset: 40 });
+        s.record(7, 0, 5, 5, -1);
+        s.forget_from(7, 0, 5);
+        assert_eq!(s.check(7, 0, 5, 5).unwrap(), SequenceCheck::Append);
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! and checks that history for Jepsen's Kafka anomaly classes. It never talks to anything
 //! but loopback and the namespaces it made, and it removes them on exit.
 
-pub mod history;
+pub mod checker;
 pub mod db;
+pub mod history;
 pub mod log;
 pub mod nemesis;
 pub mod net;
+pub mod report;
 pub mod workload;

@@ -220,8 +220,9 @@ def create_topics(s, apis, name, partitions=1, configs=None, corr=7):
     return r.i16()
 
 
-def record_batch(records, base_ts=None, attributes=0):
-    """RecordBatch v2 (magic 2) with records [(key, value)], correct CRC-32C."""
+def record_batch(records, base_ts=None, attributes=0, producer=(-1, -1, -1)):
+    """RecordBatch v2 (magic 2) with records [(key, value)], correct CRC-32C. `producer` is
+    (producer id, epoch, base sequence) for an idempotent producer's batch."""
     base_ts = base_ts if base_ts is not None else int(time.time() * 1000)
     recs = bytearray()
     for i, (k, v) in enumerate(records):
@@ -231,7 +232,8 @@ def record_batch(records, base_ts=None, attributes=0):
         body += varint(-1) if v is None else varint(len(v)) + v
         body += varint(0)  # headers
         recs += varint(len(body)) + body
-    after_crc = (struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, base_ts, -1, -1, -1, len(records))
+    pid, epoch, seq = producer
+    after_crc = (struct.pack(">hiqqqhii", attributes, len(records) - 1, base_ts, base_ts, pid, epoch, seq, len(records))
                  + bytes(recs))
     crc = crc32c(after_crc)
     batch_len = 4 + 1 + 4 + len(after_crc)  # partition_leader_epoch + magic + crc + rest

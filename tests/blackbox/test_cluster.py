@@ -177,6 +177,45 @@ def test_all_nodes_crash_at_once(cluster):
         assert [o for o, _ in part] == list(range(len(part)))
 
 
+def test_idempotent_retry_after_leader_change_is_not_appended_twice(cluster):
+    """A producer whose ack was lost with its leader retries the same batch (same producer id,
+    epoch and sequence) on the new leader: it gets the original offset, and the log holds the
+    records once."""
+    import kproto
+    create(cluster, "idem-failover", 1)
+    apis = None
+
+    def send(node_id, batch):
+        nonlocal apis
+        s = kproto.connect(cluster.nodes[node_id])
+        try:
+            apis = kproto.api_versions(s)[1] if apis is None else apis
+            return kproto.produce(s, apis, "idem-failover", 0, batch)
+        finally:
+            s.close()
+
+    def send_until_taken(node_id, batch):
+        deadline = time.monotonic() + 30
+        while True:  # a leader fresh from its election may not take writes yet
+            err, base = send(node_id, batch)
+            if err == 0 or time.monotonic() > deadline:
+                return err, base
+            time.sleep(0.2)
+
+    old = cluster.leader("idem-failover", 0)
+    batch = kproto.record_batch([(None, b"once-%d" % i) for i in range(3)], producer=(4242, 0, 0))
+    err, first = send_until_taken(old, batch)
+    assert err == 0, err
+    assert send(old, batch) == (0, first)  # the plain retry on the same leader
+    cluster.kill9(old)
+    new = cluster.leader("idem-failover", 0, exclude=(old,))
+    assert send_until_taken(new, batch) == (0, first)
+    nxt = kproto.record_batch([(None, b"next")], producer=(4242, 0, 3))
+    assert send(new, nxt) == (0, first + 3)
+    got = read_all(cluster.bootstrap, "idem-failover", 1, 4)
+    assert [v for _, v in got[0]] == ["once-0", "once-1", "once-2", "next"]
+
+
 def test_group_commits_survive_coordinator_crash(cluster):
     create(cluster, "grouped", 2)
     p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})

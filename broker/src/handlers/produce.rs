@@ -19,8 +19,9 @@ use rill_protocol::ResponseError;
 
 use crate::broker::{now_ms, Broker};
 use crate::error::KafkaError;
-use crate::producer_state::SequenceCheck;
+use crate::producer_state::{ProducerStates, SequenceCheck};
 use crate::topics::{Partition, Topic};
+use std::sync::atomic::Ordering;
 
 thread_local! {
     /// One decompression buffer per worker thread, reused across batches.
@@ -76,9 +77,14 @@ fn append(topic: &Topic, partition: &Partition, records: &[u8], acks: i16) -> Re
     let idempotent = header.producer_id >= 0;
     let last_seq = header.base_sequence.wrapping_add(header.last_offset_delta);
     let mut producers = partition.producers.lock();
+    // Generation 1 = rebuilt from the log since this start (a single node has one leader).
+    if idempotent && partition.producers_term.swap(1, Ordering::AcqRel) != 1 {
+        *producers = ProducerStates::rebuild(&partition.log)?;
+    }
     if idempotent {
         match producers.check(header.producer_id, header.producer_epoch, header.base_sequence, last_seq)? {
-            SequenceCheck::Append => {}
+            // A single node appends under this lock, so nothing is ever in flight here.
+            SequenceCheck::Append | SequenceCheck::InFlight => {}
             SequenceCheck::Duplicate { base_offset } => {
                 return Ok(Appended {
                     base_offset,
@@ -154,20 +160,25 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
     {
         let mut producers = p.producers.lock();
         let term = g.term();
-        if p.producers_term.swap(term, std::sync::atomic::Ordering::AcqRel) != term {
-            *producers = crate::producer_state::ProducerStates::default();
+        if idempotent && p.producers_term.swap(term, Ordering::AcqRel) != term {
+            // A new leader: the old one's batches are in our log (Raft), so a retry of one
+            // of them must be recognised, not appended again.
+            *producers = ProducerStates::rebuild(&p.log)?;
         }
         if idempotent {
-            if let SequenceCheck::Duplicate { base_offset } = producers.check(pid, epoch, seq, last_seq)? {
-                let a = Appended {
-                    base_offset,
-                    log_append_time: -1,
-                    log_start_offset: p.log.log_start_offset(),
-                    sync_upto: None,
-                };
-                return Ok(Box::pin(async move { Ok(a) }));
+            match producers.check(pid, epoch, seq, last_seq)? {
+                SequenceCheck::Append => producers.record(pid, epoch, seq, last_seq, -1),
+                SequenceCheck::Duplicate { base_offset } => {
+                    let a = Appended {
+                        base_offset,
+                        log_append_time: -1,
+                        log_start_offset: p.log.log_start_offset(),
+                        sync_upto: None,
+                    };
+                    return Ok(Box::pin(async move { Ok(a) }));
+                }
+                SequenceCheck::InFlight => return Ok(Box::pin(await_in_flight(p.clone(), pid, epoch, seq, last_seq))),
             }
-            producers.record(pid, epoch, seq, last_seq, -1);
         }
     }
     let mut buf = BytesMut::from(records);
@@ -179,12 +190,24 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
     } else {
         -1
     };
-    let commit = g.submit(buf.freeze()).await.map_err(|e| KafkaError::InvalidRequest(e.to_string()))?;
+    let commit = match g.submit(buf.freeze()).await {
+        Ok(c) => c,
+        Err(e) => {
+            if idempotent {
+                p.producers.lock().forget_from(pid, epoch, seq);
+            }
+            return Err(KafkaError::InvalidRequest(e.to_string()));
+        }
+    };
+    // The producer state learns the outcome in a task of its own: if the client's request is
+    // dropped (its connection closed), a retry must still find the batch resolved, never
+    // in flight for ever.
+    let (tx, rx) = tokio::sync::oneshot::channel();
     let p = p.clone();
-    Ok(Box::pin(async move {
+    tokio::spawn(async move {
         let result = commit.await;
         let mut producers = p.producers.lock();
-        match result {
+        let reply = match result {
             Ok(a) => {
                 if idempotent {
                     producers.set_offset(pid, epoch, seq, a.base_offset);
@@ -205,8 +228,47 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
                     other => KafkaError::InvalidRequest(other.to_string()),
                 })
             }
+        };
+        let _ = tx.send(reply);
+    });
+    Ok(Box::pin(async move { rx.await.map_err(|_| KafkaError::InvalidRequest("replication task ended".into()))? }))
+}
+
+/// How often a retried batch looks whether its first attempt has been resolved.
+const IN_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// Kafka's default `request.timeout.ms`: after this the retry is told to try again.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A retry of a batch whose first attempt is still replicating: answered like the first
+/// attempt once that is resolved. Answering at once would acknowledge a batch that may yet
+/// be lost with its leader.
+async fn await_in_flight(
+    p: Arc<Partition>,
+    pid: i64,
+    epoch: i16,
+    seq: i32,
+    last_seq: i32,
+) -> Result<Appended, KafkaError> {
+    let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+    loop {
+        tokio::time::sleep(IN_FLIGHT_POLL).await;
+        match p.producers.lock().check(pid, epoch, seq, last_seq)? {
+            SequenceCheck::Duplicate { base_offset } => {
+                return Ok(Appended {
+                    base_offset,
+                    log_append_time: -1,
+                    log_start_offset: p.log.log_start_offset(),
+                    sync_upto: None,
+                })
+            }
+            // The first attempt failed and was forgotten: the client retries and appends.
+            SequenceCheck::Append => return Err(KafkaError::NotLeaderOrFollower),
+            SequenceCheck::InFlight if tokio::time::Instant::now() >= deadline => {
+                return Err(KafkaError::RequestTimedOut)
+            }
+            SequenceCheck::InFlight => {}
         }
-    }))
+    }
 }
 
 impl Started {
