@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::SeedableRng;
 
 use rill_jepsen::db::{self, Cluster};
+use rill_jepsen::{checker, report};
 use rill_jepsen::history::{self, Body, Op, OpType, Recorder};
 use rill_jepsen::nemesis::{self, Nemesis};
 use rill_jepsen::net::{self, Net};
@@ -327,6 +328,7 @@ fn run(a: RunArgs) -> Result<i32> {
 
     let ops = history::read(&out.join("history.jsonl"))?;
     let info = RunSummary {
+        system: "rill".into(),
         seed,
         nodes: n,
         duration_s: workload_secs,
@@ -344,6 +346,7 @@ fn run(a: RunArgs) -> Result<i32> {
 /// What a run was, kept beside its history so `check` can rebuild the report.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct RunSummary {
+    system: String,
     seed: u64,
     nodes: usize,
     duration_s: f64,
@@ -361,7 +364,7 @@ fn check_dir(dir: &Path) -> Result<i32> {
     finish(dir, &info, &ops)
 }
 
-/// Tallies, checks and reports a history; the exit status.
+/// Tallies, checks and reports a history; the exit status (0 valid, 1 forbidden anomaly).
 fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
     let mut tally: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for op in ops {
@@ -382,18 +385,49 @@ fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
         };
         *tally.entry((f, t)).or_default() += 1;
     }
+    let opts = checker::CheckOptions { non_idempotent: info.non_idempotent.clone() };
+    let analysis = checker::check(ops, &opts);
+    let run_info = report::RunInfo {
+        system: info.system.clone(),
+        seed: info.seed,
+        nodes: info.nodes,
+        duration_s: info.duration_s,
+        nemeses: info.nemeses.clone(),
+        workload: info.workload.clone(),
+        rerun: info.rerun.clone(),
+        started_at: info.started_at.clone(),
+        notes: info.notes.clone(),
+    };
+    report::write(out, &run_info, ops, &analysis).context("writing the report")?;
+
     let completions: usize = tally.iter().filter(|((f, _), _)| *f != "nemesis").map(|(_, n)| n).sum();
-    println!("== rill-jepsen: seed {}, {} nodes, {:.0} s, nemeses {:?}", info.seed, info.nodes, info.duration_s, info.nemeses);
-    println!("   {} operations ({:.1}/s)", completions, completions as f64 / info.duration_s.max(1.0));
-    for ((f, t), n) in &tally {
-        println!("   {f:>9} {t:<4} {n}");
+    println!(
+        "== rill-jepsen: {} seed {}, {} nodes, {:.0} s, nemeses {:?}",
+        info.system, info.seed, info.nodes, info.duration_s, info.nemeses
+    );
+    let per_f: Vec<String> = tally.iter().map(|((f, t), n)| format!("{f} {t} {n}")).collect();
+    println!("   {completions} operations ({:.1}/s): {}", completions as f64 / info.duration_s.max(1.0), per_f.join(", "));
+    let st = &analysis.stats;
+    println!(
+        "   sends ok {} / info {} / fail {}; acked read {}, lost {}, unseen {}; drain complete: {:?}",
+        st.sends_ok, st.sends_info, st.sends_fail, st.acked_read, st.lost, st.unseen, st.drain_complete
+    );
+    for (name, r) in &analysis.anomalies {
+        let verdict = if r.allowed { "allowed" } else { "FORBIDDEN" };
+        println!("   anomaly {name}: {} ({verdict})", r.count);
+        if !r.allowed {
+            if let Some(ex) = r.examples.first() {
+                println!("      e.g. {ex}");
+            }
+        }
     }
     for note in &info.notes {
         println!("   note: {}", note.lines().next().unwrap_or(""));
     }
-    println!("   history: {}", out.join("history.jsonl").display());
+    println!("   verdict: {}", if analysis.valid { "valid".to_string() } else { format!("INVALID {:?}", analysis.bad) });
+    println!("   report:  {}", out.join("report.html").display());
     println!("   re-run:  {}", info.rerun);
-    Ok(0)
+    Ok(if analysis.valid { 0 } else { 1 })
 }
 
 /// Tears the network down when dropped (normal exit and error paths alike).
