@@ -272,9 +272,11 @@ impl Cluster {
             match self.meta.fetch_metadata(Some("__consumer_offsets"), Duration::from_secs(3)) {
                 Ok(md) => {
                     let brokers = md.brokers().len();
-                    let led = md.topics().iter().find(|t| t.name() == "__consumer_offsets").map(|t| {
-                        !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0)
-                    });
+                    let led = md
+                        .topics()
+                        .iter()
+                        .find(|t| t.name() == "__consumer_offsets")
+                        .map(|t| !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0));
                     if brokers == self.nodes.len() && led == Some(true) {
                         return Ok(());
                     }

@@ -15,11 +15,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use rand::SeedableRng;
 
 use rill_jepsen::db::{self, Cluster};
-use rill_jepsen::{checker, report};
 use rill_jepsen::history::{self, Body, Op, OpType, Recorder};
 use rill_jepsen::nemesis::{self, Nemesis};
 use rill_jepsen::net::{self, Net};
 use rill_jepsen::workload::{self, Idempotence, SubVia, Workload};
+use rill_jepsen::{checker, report};
 use rill_jepsen::{jlog, log};
 
 #[derive(Parser)]
@@ -406,7 +406,11 @@ fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
         info.system, info.seed, info.nodes, info.duration_s, info.nemeses
     );
     let per_f: Vec<String> = tally.iter().map(|((f, t), n)| format!("{f} {t} {n}")).collect();
-    println!("   {completions} operations ({:.1}/s): {}", completions as f64 / info.duration_s.max(1.0), per_f.join(", "));
+    println!(
+        "   {completions} operations ({:.1}/s): {}",
+        completions as f64 / info.duration_s.max(1.0),
+        per_f.join(", ")
+    );
     let st = &analysis.stats;
     println!(
         "   sends ok {} / info {} / fail {}; acked read {}, lost {}, unseen {}; drain complete: {:?}",
@@ -424,7 +428,10 @@ fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
     for note in &info.notes {
         println!("   note: {}", note.lines().next().unwrap_or(""));
     }
-    println!("   verdict: {}", if analysis.valid { "valid".to_string() } else { format!("INVALID {:?}", analysis.bad) });
+    println!(
+        "   verdict: {}",
+        if analysis.valid { "valid".to_string() } else { format!("INVALID {:?}", analysis.bad) }
+    );
     println!("   report:  {}", out.join("report.html").display());
     println!("   re-run:  {}", info.rerun);
     Ok(if analysis.valid { 0 } else { 1 })

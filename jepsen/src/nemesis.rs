@@ -72,7 +72,9 @@ pub fn parse_faults(s: &str, lossy_disk: bool) -> Result<Vec<Fault>> {
                 "nemesis membership is not available: Rill cannot add or remove nodes yet \
                  (the voter set is fixed by controller.quorum.voters)"
             ),
-            other => bail!("unknown nemesis {other:?} (kill, pause, partition, clock, lose-unsynced, membership, all, none)"),
+            other => {
+                bail!("unknown nemesis {other:?} (kill, pause, partition, clock, lose-unsynced, membership, all, none)")
+            }
         }
     }
     Ok(set.into_iter().collect())
@@ -191,7 +193,11 @@ impl Nemesis {
     fn choose(&mut self, fault: Fault, n: usize) -> (String, Vec<usize>) {
         match fault {
             Fault::Kill | Fault::Pause => {
-                let modes: &[&str] = if fault == Fault::Kill { &["one", "leader", "majority", "all"] } else { &["one", "leader", "majority"] };
+                let modes: &[&str] = if fault == Fault::Kill {
+                    &["one", "leader", "majority", "all"]
+                } else {
+                    &["one", "leader", "majority"]
+                };
                 let mode = *modes.choose(&mut self.rng).expect("modes");
                 let targets = match mode {
                     "one" => vec![self.random_node(n)],

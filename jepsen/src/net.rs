@@ -184,9 +184,7 @@ pub mod grudge {
 
     /// Everyone in `a` drops everyone in `b` and vice versa.
     pub fn split(n: usize, a: &BTreeSet<usize>) -> Vec<BTreeSet<usize>> {
-        (1..=n)
-            .map(|i| (1..=n).filter(|j| *j != i && a.contains(&i) != a.contains(j)).collect())
-            .collect()
+        (1..=n).map(|i| (1..=n).filter(|j| *j != i && a.contains(&i) != a.contains(j)).collect()).collect()
     }
 
     /// Node `x` alone on one side.
@@ -206,7 +204,7 @@ pub mod grudge {
             for k in 1..=reach {
                 // Alternate right/left so the view is centred on the node.
                 let off = k.div_ceil(2);
-                let p = if k % 2 == 1 { (pos + off) % n } else { (pos + n - off) % n };
+                let p = if !k.is_multiple_of(2) { (pos + off) % n } else { (pos + n - off) % n };
                 sees.insert(order[p]);
             }
             g[node - 1] = (1..=n).filter(|j| !sees.contains(j)).collect();
@@ -217,11 +215,7 @@ pub mod grudge {
     /// Bridge: two halves `a` and `b` that cannot see each other, and node `mid` that sees both.
     pub fn bridge(n: usize, a: &BTreeSet<usize>, mid: usize) -> Vec<BTreeSet<usize>> {
         (1..=n)
-            .map(|i| {
-                (1..=n)
-                    .filter(|&j| j != i && i != mid && j != mid && a.contains(&i) != a.contains(&j))
-                    .collect()
-            })
+            .map(|i| (1..=n).filter(|&j| j != i && i != mid && j != mid && a.contains(&i) != a.contains(&j)).collect())
             .collect()
     }
 }

@@ -84,7 +84,7 @@ impl Options {
         match self.idempotence {
             Idempotence::On => true,
             Idempotence::Off => false,
-            Idempotence::Both => instance % 2 == 0,
+            Idempotence::Both => instance.is_multiple_of(2),
         }
     }
 
@@ -380,7 +380,8 @@ impl Workload {
         let o = &self.opts;
         let p = o.drain_process();
         let deadline = Instant::now() + budget;
-        let c: BaseConsumer = consumer_config(o, &format!("jepsen-drain-{}", o.seed)).create().context("drain consumer")?;
+        let c: BaseConsumer =
+            consumer_config(o, &format!("jepsen-drain-{}", o.seed)).create().context("drain consumer")?;
         let c = std::mem::ManuallyDrop::new(c);
         // High watermarks; retried, since leaders may still be settling.
         let mut ends: BTreeMap<Key, i64> = BTreeMap::new();
