@@ -7,12 +7,23 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 static FILE: OnceLock<Mutex<File>> = OnceLock::new();
+static CLIENTS: OnceLock<Mutex<File>> = OnceLock::new();
 
-/// Also writes every later line to `path`.
+/// Also writes every later line to `path`; client library logs go to `clients.log` beside it.
 pub fn to_file(path: &Path) -> std::io::Result<()> {
     let f = File::create(path)?;
     let _ = FILE.set(Mutex::new(f));
+    let c = File::create(path.with_file_name("clients.log"))?;
+    let _ = CLIENTS.set(Mutex::new(c));
     Ok(())
+}
+
+/// A line of a client library's own log (librdkafka warnings and errors), to `clients.log`.
+pub fn client_line(msg: &str) {
+    if let Some(f) = CLIENTS.get() {
+        let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(f, "{} {msg}", utc_now(true));
+    }
 }
 
 /// Writes one line, prefixed with the UTC wall-clock time.

@@ -22,9 +22,9 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -125,6 +125,35 @@ pub async fn create_topic(o: &Options) -> Result<()> {
     }
 }
 
+/// A client context that keeps librdkafka's warnings and errors (to `clients.log`): they say
+/// why a client did something surprising, e.g. `OFFSET ... offset reset (at offset N, broker
+/// B)` when a broker answered OFFSET_OUT_OF_RANGE and the consumer jumped to the log start.
+/// Offset resets are also copied to jepsen.log.
+pub struct ClientLog {
+    /// Which client: `p3`, `producer-1`, `drain`.
+    pub name: String,
+}
+
+impl ClientContext for ClientLog {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
+            crate::log::client_line(&format!("{} {level:?} {fac} {msg}", self.name));
+            if fac == "OFFSET" {
+                jlog!("client {}: {fac} {msg}", self.name);
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::log::client_line(&format!("{} error {error}: {reason}", self.name));
+    }
+}
+
+impl ConsumerContext for ClientLog {}
+
+/// A consumer with the logging context.
+pub type LoggedConsumer = BaseConsumer<ClientLog>;
+
 /// Shared state of a running workload.
 pub struct Workload {
     pub opts: Options,
@@ -187,13 +216,14 @@ impl Workload {
         // Each process paces itself to its share of the rate (with jitter, so they drift apart).
         let interval = Duration::from_secs_f64(procs / o.rate.max(0.1));
         let per = o.procs_per_producer.max(1);
-        let mut instances: BTreeMap<u32, FutureProducer> = BTreeMap::new();
+        let mut instances: BTreeMap<u32, FutureProducer<ClientLog>> = BTreeMap::new();
         let mut tasks = Vec::new();
         for p in 0..o.producers {
             let inst = p / per;
             if let std::collections::btree_map::Entry::Vacant(v) = instances.entry(inst) {
-                let prod: FutureProducer =
-                    producer_config(o, o.instance_idempotent(inst)).create().context("producer")?;
+                let prod: FutureProducer<ClientLog> = producer_config(o, o.instance_idempotent(inst))
+                    .create_with_context(ClientLog { name: format!("producer-{inst}") })
+                    .context("producer")?;
                 v.insert(prod);
             }
             let prod = instances[&inst].clone();
@@ -227,7 +257,7 @@ impl Workload {
         Ok(())
     }
 
-    async fn producer_loop(&self, p: Process, prod: FutureProducer, interval: Duration) {
+    async fn producer_loop(&self, p: Process, prod: FutureProducer<ClientLog>, interval: Duration) {
         let mut rng = StdRng::seed_from_u64(self.opts.seed ^ (0x9e37_79b9 * (p as u64 + 1)));
         while !self.stop.load(Ordering::Relaxed) {
             let key: Key = rng.gen_range(0..self.opts.partitions);
@@ -258,23 +288,25 @@ impl Workload {
             // Its own group, never committed: a plain assign starts at the log start.
             SubVia::Assign => format!("jepsen-assign-{p}"),
         };
-        let mut consumer: Option<BaseConsumer> = None;
+        let mut consumer: Option<LoggedConsumer> = None;
         let mut assigned: Vec<Key> = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let c = match &consumer {
                 Some(c) => c,
-                None => match consumer_config(&self.opts, &group).create::<BaseConsumer>() {
-                    Ok(c) => {
-                        consumer = Some(c);
-                        self.take_partitions(p, via, consumer.as_ref().unwrap(), &mut assigned, &mut rng);
-                        continue;
+                None => {
+                    match consumer_config(&self.opts, &group).create_with_context(ClientLog { name: format!("p{p}") }) {
+                        Ok(c) => {
+                            consumer = Some(c);
+                            self.take_partitions(p, via, consumer.as_ref().unwrap(), &mut assigned, &mut rng);
+                            continue;
+                        }
+                        Err(e) => {
+                            jlog!("process {p}: creating a consumer: {e}");
+                            std::thread::sleep(Duration::from_secs(1));
+                            continue;
+                        }
                     }
-                    Err(e) => {
-                        jlog!("process {p}: creating a consumer: {e}");
-                        std::thread::sleep(Duration::from_secs(1));
-                        continue;
-                    }
-                },
+                }
             };
             let roll: f64 = rng.gen();
             if roll < 0.01 {
@@ -300,7 +332,7 @@ impl Workload {
     }
 
     /// An `Assign` (random non-empty key set, sometimes from the beginning) or `Subscribe` op.
-    fn take_partitions(&self, p: Process, via: SubVia, c: &BaseConsumer, assigned: &mut Vec<Key>, rng: &mut StdRng) {
+    fn take_partitions(&self, p: Process, via: SubVia, c: &LoggedConsumer, assigned: &mut Vec<Key>, rng: &mut StdRng) {
         match via {
             SubVia::Subscribe => {
                 let keys = self.opts.keys();
@@ -362,7 +394,7 @@ impl Workload {
     }
 
     /// One poll op: up to 200 ms / 100 records; a subscriber commits synchronously first.
-    fn poll_once(&self, p: Process, via: SubVia, c: &BaseConsumer) {
+    fn poll_once(&self, p: Process, via: SubVia, c: &LoggedConsumer) {
         self.record(p, OpType::Invoke, Body::Poll { records: vec![] }, None);
         let (records, mut err) = gather(c, Duration::from_millis(200), 100);
         if via == SubVia::Subscribe && !records.is_empty() {
@@ -380,8 +412,9 @@ impl Workload {
         let o = &self.opts;
         let p = o.drain_process();
         let deadline = Instant::now() + budget;
-        let c: BaseConsumer =
-            consumer_config(o, &format!("jepsen-drain-{}", o.seed)).create().context("drain consumer")?;
+        let c: LoggedConsumer = consumer_config(o, &format!("jepsen-drain-{}", o.seed))
+            .create_with_context(ClientLog { name: "drain".into() })
+            .context("drain consumer")?;
         let c = std::mem::ManuallyDrop::new(c);
         // High watermarks; retried, since leaders may still be settling.
         let mut ends: BTreeMap<Key, i64> = BTreeMap::new();
@@ -451,7 +484,7 @@ impl Workload {
 
 /// Reads from `c` for up to `window` or `max` records; the records as `(key, offset, value)`
 /// and the first error seen (which ends the gathering).
-fn gather(c: &BaseConsumer, window: Duration, max: usize) -> (Vec<(Key, i64, Val)>, Option<String>) {
+fn gather(c: &LoggedConsumer, window: Duration, max: usize) -> (Vec<(Key, i64, Val)>, Option<String>) {
     let end = Instant::now() + window;
     let mut records = Vec::new();
     while records.len() < max {
@@ -476,7 +509,7 @@ fn gather(c: &BaseConsumer, window: Duration, max: usize) -> (Vec<(Key, i64, Val
 }
 
 /// Stops a consumer's fetching and group membership without destroying it (bounded).
-fn retire(c: &BaseConsumer) {
+fn retire(c: &LoggedConsumer) {
     c.unsubscribe();
     let _ = c.unassign();
     let end = Instant::now() + Duration::from_millis(300);
