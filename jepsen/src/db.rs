@@ -1,4 +1,4 @@
-//! The nodes under test: Rill broker processes, each in its own network namespace, started,
+//! The nodes under test: Rill broker (or Apache Kafka) processes, each in its own network namespace, started,
 //! killed, paused, resumed and restarted by the nemeses; and the cluster-wide questions the
 //! harness asks through Kafka Metadata (is everyone registered, who leads a partition).
 //!
@@ -73,9 +73,37 @@ pub fn kill_all_tracked() {
     }
 }
 
-/// A Rill cluster of `n` nodes in namespaces rj-n1..rj-n{n}.
+/// What runs on the nodes.
+#[derive(Clone, Debug)]
+pub enum Kind {
+    /// `rill broker`, this binary.
+    Rill { bin: PathBuf },
+    /// Apache Kafka 4.x KRaft, combined broker+controller, from the Maven jars on `classpath`
+    /// (tests/support/classpath.sh); every node formatted with the one `cluster_id`.
+    Kafka { classpath: String, cluster_id: String },
+}
+
+/// Apache Kafka's settings for the checker's validation run: a configuration that is known to
+/// lose acknowledged writes under faults (no fsync, unclean leader election, one in-sync
+/// replica is enough), RF 3 everywhere.
+const KAFKA_VALIDATION: &[(&str, &str)] = &[
+    ("unclean.leader.election.enable", "true"),
+    ("min.insync.replicas", "1"),
+    ("default.replication.factor", "3"),
+    ("offsets.topic.replication.factor", "3"),
+    ("offsets.topic.num.partitions", "6"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.state.log.min.isr", "1"),
+    ("share.coordinator.state.topic.replication.factor", "3"),
+    ("share.coordinator.state.topic.min.isr", "1"),
+    ("group.initial.rebalance.delay.ms", "0"),
+    ("num.partitions", "1"),
+];
+const KAFKA_CONTROLLER_PORT: u16 = 9093;
+
+/// A cluster of `n` nodes in namespaces rj-n1..rj-n{n}.
 pub struct Cluster {
-    bin: PathBuf,
+    kind: Kind,
     nodes: Vec<Node>,
     faketime: bool,
     /// Never dropped: destroying a librdkafka handle can hang (see workload.rs).
@@ -85,9 +113,11 @@ pub struct Cluster {
 impl Cluster {
     /// Prepares node directories under `dir` (not started yet). `data_root(i)` is where node
     /// `i` keeps its log (a LossyFs mount point or a plain directory).
-    pub fn new(bin: &Path, dir: &Path, n: usize, faketime: bool) -> Result<Cluster> {
-        if !bin.exists() {
-            bail!("rill binary not found: {} (cargo build --release -p rill-cli, or --rill-bin)", bin.display());
+    pub fn new(kind: Kind, dir: &Path, n: usize, faketime: bool) -> Result<Cluster> {
+        if let Kind::Rill { bin } = &kind {
+            if !bin.exists() {
+                bail!("rill binary not found: {} (cargo build --release -p rill-cli, or --rill-bin)", bin.display());
+            }
         }
         if faketime && !Path::new(FAKETIME_LIB).exists() {
             bail!("{FAKETIME_LIB} missing: install the Debian package faketime (or run without --nemesis clock)");
@@ -105,7 +135,7 @@ impl Cluster {
             .set("topic.metadata.refresh.interval.ms", "1000")
             .create()
             .context("metadata client")?;
-        Ok(Cluster { bin: bin.to_path_buf(), nodes, faketime, meta: std::mem::ManuallyDrop::new(meta) })
+        Ok(Cluster { kind, nodes, faketime, meta: std::mem::ManuallyDrop::new(meta) })
     }
 
     /// Number of nodes.
@@ -130,28 +160,14 @@ impl Cluster {
 
     /// Starts node `i` (1-based); a no-op when it runs.
     pub fn start(&mut self, i: usize) -> Result<()> {
-        let n = self.nodes.len();
-        let voters: Vec<String> = (1..=n).map(|j| format!("{j}@{}:{RAFT_PORT}", net::node_ip(j))).collect();
-        let node = &mut self.nodes[i - 1];
-        if node.state != State::Down {
+        if self.nodes[i - 1].state != State::Down {
             return Ok(());
         }
-        let ip = net::node_ip(i);
-        let mut sets: Vec<String> = vec![
-            format!("node.id={i}"),
-            format!("listeners=PLAINTEXT://{ip}:{KAFKA_PORT}"),
-            format!("log.dirs={}", node.dir.join("data").display()),
-            format!("controller.quorum.voters={}", voters.join(",")),
-            format!("admin.listener={ip}:{ADMIN_PORT}"),
-        ];
-        sets.extend(FAST_RAFT.iter().map(|(k, v)| format!("{k}={v}")));
-        let log_path = node.dir.join("rill.log");
-        let log = OpenOptions::new().create(true).append(true).open(&log_path)?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &net::ns(i)]).arg(&self.bin).arg("broker");
-        for s in &sets {
-            cmd.arg("--set").arg(s);
-        }
+        let mut cmd = match self.kind.clone() {
+            Kind::Rill { bin } => self.rill_command(i, &bin),
+            Kind::Kafka { classpath, cluster_id } => self.kafka_command(i, &classpath, &cluster_id)?,
+        };
+        let node = &mut self.nodes[i - 1];
         if self.faketime {
             // Only the wall clock is faked: tokio's timers and Raft's election timeouts run on
             // CLOCK_MONOTONIC, which must keep ticking for the node to work at all.
@@ -160,6 +176,7 @@ impl Cluster {
                 .env("FAKETIME_NO_CACHE", "1")
                 .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
         }
+        let log = OpenOptions::new().create(true).append(true).open(node.dir.join(self.kind.log_name()))?;
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         // Its own process group, so a Ctrl-C at the terminal reaches the harness only (which
         // then tears the nodes down in order).
@@ -170,6 +187,88 @@ impl Cluster {
         node.child = Some(child);
         node.state = State::Running;
         Ok(())
+    }
+
+    fn rill_command(&self, i: usize, bin: &Path) -> Command {
+        let n = self.nodes.len();
+        let voters: Vec<String> = (1..=n).map(|j| format!("{j}@{}:{RAFT_PORT}", net::node_ip(j))).collect();
+        let ip = net::node_ip(i);
+        let mut sets: Vec<String> = vec![
+            format!("node.id={i}"),
+            format!("listeners=PLAINTEXT://{ip}:{KAFKA_PORT}"),
+            format!("log.dirs={}", self.nodes[i - 1].dir.join("data").display()),
+            format!("controller.quorum.voters={}", voters.join(",")),
+            format!("admin.listener={ip}:{ADMIN_PORT}"),
+        ];
+        sets.extend(FAST_RAFT.iter().map(|(k, v)| format!("{k}={v}")));
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &net::ns(i)]).arg(bin).arg("broker");
+        for s in &sets {
+            cmd.arg("--set").arg(s);
+        }
+        cmd
+    }
+
+    /// Writes node `i`'s server.properties, formats its storage the first time (outside the
+    /// namespace: formatting needs no network) and returns the command that runs it.
+    fn kafka_command(&self, i: usize, classpath: &str, cluster_id: &str) -> Result<Command> {
+        let n = self.nodes.len();
+        let dir = &self.nodes[i - 1].dir;
+        let ip = net::node_ip(i);
+        let voters: Vec<String> = (1..=n).map(|j| format!("{j}@{}:{KAFKA_CONTROLLER_PORT}", net::node_ip(j))).collect();
+        let mut props = format!(
+            "process.roles=broker,controller\nnode.id={i}\ncontroller.quorum.voters={}\n\
+             listeners=PLAINTEXT://{ip}:{KAFKA_PORT},CONTROLLER://{ip}:{KAFKA_CONTROLLER_PORT}\n\
+             advertised.listeners=PLAINTEXT://{ip}:{KAFKA_PORT}\ncontroller.listener.names=CONTROLLER\n\
+             inter.broker.listener.name=PLAINTEXT\nlistener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+             log.dirs={}\n",
+            voters.join(","),
+            dir.join("data").display()
+        );
+        for (k, v) in KAFKA_VALIDATION {
+            props.push_str(&format!("{k}={v}\n"));
+        }
+        let props_path = dir.join("server.properties");
+        fs::write(&props_path, props)?;
+        fs::write(
+            dir.join("log4j.properties"),
+            "log4j.rootLogger=INFO, stdout\nlog4j.appender.stdout=org.apache.log4j.ConsoleAppender\n\
+             log4j.appender.stdout.layout=org.apache.log4j.PatternLayout\n\
+             log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n\nlog4j.logger.kafka.request.logger=WARN\n",
+        )?;
+        let jopts: Vec<String> = vec![
+            "-Xms128m".into(),
+            "-Xmx512m".into(),
+            "-XX:+UseG1GC".into(),
+            "-XX:TieredStopAtLevel=1".into(),
+            "-Djava.awt.headless=true".into(),
+            format!("-Dlog4j.configuration=file:{}", dir.join("log4j.properties").display()),
+            "-cp".into(),
+            classpath.to_string(),
+        ];
+        if !dir.join("data").join("meta.properties").exists() {
+            let out = Command::new("java")
+                .args(&jopts)
+                .arg("kafka.tools.StorageTool")
+                .arg("format")
+                // `=`: a cluster id may start with '-', which would read as an option.
+                .arg(format!("--cluster-id={cluster_id}"))
+                .arg("-c")
+                .arg(&props_path)
+                .stdin(Stdio::null())
+                .output()
+                .context("java kafka.tools.StorageTool format")?;
+            if !out.status.success() {
+                bail!(
+                    "formatting n{i}: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &net::ns(i), "java"]).args(&jopts).arg("kafka.Kafka").arg(&props_path);
+        Ok(cmd)
     }
 
     /// Sends `sig` to node `i`'s process, if it has one.
@@ -277,7 +376,9 @@ impl Cluster {
                         .iter()
                         .find(|t| t.name() == "__consumer_offsets")
                         .map(|t| !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0));
-                    if brokers == self.nodes.len() && led == Some(true) {
+                    // Kafka creates __consumer_offsets only when a group first needs it.
+                    let kafka = matches!(self.kind, Kind::Kafka { .. });
+                    if brokers == self.nodes.len() && (led == Some(true) || kafka) {
                         return Ok(());
                     }
                     last = format!("{brokers} brokers, offsets topic led: {led:?}");
@@ -316,7 +417,7 @@ impl Cluster {
 
     /// The tail of node `i`'s log, for error reports.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        let text = fs::read_to_string(self.nodes[i - 1].dir.join("rill.log")).unwrap_or_default();
+        let text = fs::read_to_string(self.nodes[i - 1].dir.join(self.kind.log_name())).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join("\n")
     }
@@ -330,6 +431,16 @@ impl Drop for Cluster {
                 let _ = c.wait();
                 track(c.id(), false);
             }
+        }
+    }
+}
+
+impl Kind {
+    /// The node log's file name in the node directory.
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Kind::Rill { .. } => "rill.log",
+            Kind::Kafka { .. } => "kafka.log",
         }
     }
 }

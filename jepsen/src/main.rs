@@ -144,6 +144,39 @@ fn default_rill_bin() -> PathBuf {
     exe.parent().map(|d| d.join("rill")).unwrap_or_else(|| PathBuf::from("rill"))
 }
 
+/// The Kafka 4.x classpath from the Maven jars of tests/java/pom.xml (tests/support/classpath.sh).
+fn kafka_classpath() -> Result<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/support/classpath.sh");
+    let out = std::process::Command::new("bash").arg(&script).output().context("tests/support/classpath.sh")?;
+    if !out.status.success() {
+        bail!("{} failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// A KRaft cluster id (16 bytes, URL-safe base64 without padding) derived from the seed.
+fn kafka_cluster_id(seed: u64) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::StdRng::seed_from_u64(seed ^ 0x6b61_666b_61).fill_bytes(&mut bytes);
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut nbits = 0;
+    let mut out = String::new();
+    for b in bytes {
+        bits = (bits << 8) | u32::from(b);
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(A[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(A[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
 /// The command line that repeats this run (same flags, the seed made explicit, no --out).
 fn rerun_command(seed: u64) -> String {
     let mut out = vec!["rill-jepsen".to_string()];
@@ -193,8 +226,8 @@ fn run(a: RunArgs) -> Result<i32> {
     jlog!("re-run: {rerun}");
 
     let faults = nemesis::parse_faults(&a.nemesis, a.lossy_disk)?;
-    if a.system == System::Kafka {
-        bail!("--system kafka is not implemented yet (see jepsen/README.md, \"Missing\")");
+    if a.system == System::Kafka && faults.contains(&nemesis::Fault::Clock) {
+        bail!("the clock nemesis is for Rill only (libfaketime under a JVM is not supported here)");
     }
     if a.lossy_disk {
         bail!("--lossy-disk needs the LossyFs module, which is not wired into this build yet");
@@ -203,7 +236,10 @@ fn run(a: RunArgs) -> Result<i32> {
         bail!("no producers and no consumers: nothing to test");
     }
     let n = a.nodes as usize;
-    let bin = a.rill_bin.clone().unwrap_or_else(default_rill_bin);
+    let kind = match a.system {
+        System::Rill => db::Kind::Rill { bin: a.rill_bin.clone().unwrap_or_else(default_rill_bin) },
+        System::Kafka => db::Kind::Kafka { classpath: kafka_classpath()?, cluster_id: kafka_cluster_id(seed) },
+    };
 
     // Setup (bounded 240 s), workload, heal (bounded ~60 s), drain (bounded 90 s), teardown.
     watchdog(Duration::from_secs(a.time_limit + 600));
@@ -228,7 +264,7 @@ fn run(a: RunArgs) -> Result<i32> {
     // From here on the namespaces exist: whatever happens, they go.
     let _net_guard = Guard(net.clone());
     let uses_clock = faults.contains(&nemesis::Fault::Clock);
-    let cluster = Arc::new(Mutex::new(Cluster::new(&bin, &out, n, uses_clock)?));
+    let cluster = Arc::new(Mutex::new(Cluster::new(kind, &out, n, uses_clock)?));
     let _cluster_guard = ClusterGuard(cluster.clone());
     let t0 = Instant::now();
     {
@@ -328,7 +364,7 @@ fn run(a: RunArgs) -> Result<i32> {
 
     let ops = history::read(&out.join("history.jsonl"))?;
     let info = RunSummary {
-        system: "rill".into(),
+        system: format!("{:?}", a.system).to_lowercase(),
         seed,
         nodes: n,
         duration_s: workload_secs,
