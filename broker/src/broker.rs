@@ -131,6 +131,15 @@ impl Broker {
         block_on(c.propose_and_wait(&Command::SetConfigs { name: name.to_string(), id: t.id, configs }))
     }
 
+    /// Users and ACLs: on a single node changed here; in a cluster through the metadata quorum,
+    /// returning once this node has applied the change.
+    fn change_security(&self, change: security::SecurityChange) -> Result<(), String> {
+        match &self.cluster {
+            None => self.security.apply_change(change).map_err(|e| e.to_string()),
+            Some(c) => block_on(c.propose_and_wait(&Command::Security(change))).map_err(|e| e.to_string()),
+        }
+    }
+
     /// Serves one request of a connection. Requests of a connection are applied one at a time
     /// in arrival order, as Kafka does; a produce's fsync wait is the exception, deferred so
     /// that a producer's in-flight requests share one group commit.
@@ -190,11 +199,17 @@ impl Broker {
                     .into()
             }
             RequestKind::ConsumerGroupDescribe(r) => handlers::groups::consumer_group_describe(self, r).into(),
-            RequestKind::CreateAcls(r) => security::admin::create_acls(&self.security, r).into(),
+            RequestKind::CreateAcls(r) => {
+                security::admin::create_acls(&self.security, &|c| self.change_security(c), r).into()
+            }
             RequestKind::DescribeAcls(r) => security::admin::describe_acls(&self.security, r).into(),
-            RequestKind::DeleteAcls(r) => security::admin::delete_acls(&self.security, r).into(),
+            RequestKind::DeleteAcls(r) => {
+                security::admin::delete_acls(&self.security, &|c| self.change_security(c), r).into()
+            }
             RequestKind::DescribeUserScramCredentials(r) => security::admin::describe_scram(&self.security, r).into(),
-            RequestKind::AlterUserScramCredentials(r) => security::admin::alter_scram(&self.security, r).into(),
+            RequestKind::AlterUserScramCredentials(r) => {
+                security::admin::alter_scram(&self.security, &|c| self.change_security(c), r).into()
+            }
             RequestKind::DescribeClientQuotas(_) => security::admin::describe_client_quotas().into(),
             _ => {
                 // decode_request only lets through what api_versions advertises, so this is a

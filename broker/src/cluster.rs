@@ -64,10 +64,28 @@ impl BrokerInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     RegisterBroker(BrokerInfo),
-    CreateTopic { name: String, id: Uuid, partitions: i32, configs: BTreeMap<String, String> },
-    DeleteTopic { name: String, id: Uuid },
-    SetPartitions { name: String, id: Uuid, partitions: i32 },
-    SetConfigs { name: String, id: Uuid, configs: BTreeMap<String, String> },
+    CreateTopic {
+        name: String,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    },
+    DeleteTopic {
+        name: String,
+        id: Uuid,
+    },
+    SetPartitions {
+        name: String,
+        id: Uuid,
+        partitions: i32,
+    },
+    SetConfigs {
+        name: String,
+        id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// Users and ACLs (every node authenticates and authorizes from the same state).
+    Security(crate::security::SecurityChange),
 }
 
 impl Command {
@@ -475,6 +493,9 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 broker.topics.set_configs(&name, configs)?;
             }
         }
+        // Replayed from the log's start after a restart: re-adding and re-deleting in order
+        // ends in the same state the node had.
+        Command::Security(change) => broker.security.apply_change(change)?,
     }
     Ok(())
 }

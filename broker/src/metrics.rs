@@ -182,6 +182,7 @@ pub struct Metrics {
     apis: Vec<OnceLock<ApiMetrics>>,
     errors: Mutex<HashMap<(i16, i16), Counter>>,
     fsync: Histogram,
+    raft_commit: Histogram,
     produce_purgatory: Gauge,
     fetch_purgatory: Gauge,
     listeners: Mutex<HashMap<String, (Gauge, Counter)>>,
@@ -234,6 +235,12 @@ fn observe_fsync(took: Duration) {
     get().fsync.record(took.as_secs_f64());
 }
 
+/// A produce batch's time from being queued in its partition's Raft group to being committed
+/// by a quorum (replication plus the followers' and the leader's fsyncs).
+pub fn observe_raft_commit(took: Duration) {
+    get().raft_commit.record(took.as_secs_f64());
+}
+
 impl Metrics {
     fn install() -> Metrics {
         let recorder =
@@ -247,6 +254,11 @@ impl Metrics {
             "kafka_log_logflushstats_logflush_seconds",
             metrics::Unit::Seconds,
             "Duration of each group-commit fsync round (fdatasync of every dirty file of a partition); _count is the fsync count"
+        );
+        metrics::describe_histogram!(
+            "rill_raft_commit_seconds",
+            metrics::Unit::Seconds,
+            "Time from queueing a produced batch in its partition's Raft group to its commit by a quorum"
         );
         metrics::describe_counter!("kafka_network_requestmetrics_requests_total", "Requests received, by API");
         metrics::describe_counter!(
@@ -268,6 +280,7 @@ impl Metrics {
             apis: (0..128).map(|_| OnceLock::new()).collect(),
             errors: Mutex::new(HashMap::new()),
             fsync: metrics::histogram!("kafka_log_logflushstats_logflush_seconds"),
+            raft_commit: metrics::histogram!("rill_raft_commit_seconds"),
             produce_purgatory: metrics::gauge!(
                 "kafka_server_delayedoperationpurgatory_purgatorysize",
                 "delayedOperation" => "Produce"
@@ -683,6 +696,12 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     if let Some(c) = &broker.cluster {
         w.family("rill_raft_metadata_leader", "gauge", "Node id of the metadata quorum's leader (-1: none)");
         w.sample("rill_raft_metadata_leader", &[], c.metadata_leader().unwrap_or(-1) as f64);
+        w.family(
+            "rill_raft_elections_started_total",
+            "counter",
+            "Elections this node stood in as a candidate, over every Raft group, since it started",
+        );
+        w.sample("rill_raft_elections_started_total", &[], c.peers.elections_started() as f64);
     }
 
     w.family("rill_log_dir_free_bytes", "gauge", "Bytes available to the broker on the filesystem of a log directory");

@@ -189,7 +189,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = PartitionLog::open(dir.path(), rill_storage::LogConfig::default()).unwrap();
         let rec = |v: &'static [u8]| RecordIn { key: None, value: Some(v), headers: &[], timestamp: 1 };
-        let mut append = |pid: i64, seq: i32, n: usize| {
+        let append = |pid: i64, seq: i32, n: usize| {
             let recs: Vec<_> = (0..n).map(|_| rec(b"x")).collect();
             let opts = EncodeOptions { producer_id: pid, producer_epoch: 0, base_sequence: seq, ..Default::default() };
             log.append(&mut encode_batch(&recs, &opts), 3, None).unwrap().first_offset

@@ -10,6 +10,7 @@ pub mod checker;
 pub mod db;
 pub mod history;
 pub mod log;
+pub mod lossyfs;
 pub mod nemesis;
 pub mod net;
 pub mod report;

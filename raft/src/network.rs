@@ -277,6 +277,10 @@ pub struct Peers {
     conns: Mutex<HashMap<NodeId, Arc<Conn>>>,
     connecting: Mutex<HashMap<NodeId, Arc<tokio::sync::Mutex<()>>>>,
     next_corr: AtomicU64,
+    /// Per group, the last term this node stood for election in (a candidate sends one vote
+    /// request per peer; an election is counted once).
+    candidacies: Mutex<HashMap<u64, u64>>,
+    elections_started: AtomicU64,
 }
 
 impl Peers {
@@ -287,7 +291,22 @@ impl Peers {
             conns: Mutex::default(),
             connecting: Mutex::default(),
             next_corr: AtomicU64::new(1),
+            candidacies: Mutex::default(),
+            elections_started: AtomicU64::new(0),
         })
+    }
+
+    /// Elections this node has started (as a candidate, after a successful pre-vote), over
+    /// every group since the process started. A steady rise means leaders keep being lost.
+    pub fn elections_started(&self) -> u64 {
+        self.elections_started.load(Ordering::Relaxed)
+    }
+
+    fn count_candidacy(&self, group: u64, term: u64) {
+        let mut last = self.candidacies.lock();
+        if last.insert(group, term) != Some(term) {
+            self.elections_started.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -479,6 +498,8 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        use openraft::vote::RaftLeaderId;
+        self.peers.count_candidacy(self.group, rpc.vote.leader_id.term());
         self.rpc(kind::VOTE, &rpc, RPCTypes::Vote, &option).await
     }
 

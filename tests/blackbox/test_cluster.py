@@ -112,6 +112,13 @@ def test_metadata_placement_and_replicated_produce(cluster):
     assert gauges("kafka_server_replicamanager_leadercount", [1, 2]) == total
     assert gauges("kafka_server_replicamanager_underreplicatedpartitions", [1, 2]) == total
 
+    # Raft health: the 300 acknowledged records were committed through the partitions' leaders
+    # (one histogram sample per batch), and the partitions node 3 led were won in elections by
+    # nodes 1 and 2 (each group had an election at creation, so the count only grows).
+    commits = sum(metric(cluster.nodes[i], "rill_raft_commit_seconds_count") for i in (1, 2))
+    assert commits > 0
+    assert gauges("rill_raft_elections_started_total", [1, 2]) >= total
+
 
 def test_leader_killed_while_producing(cluster):
     """kill -9 the leader mid-stream: the producer rides through, every acknowledged record is
@@ -214,6 +221,47 @@ def test_idempotent_retry_after_leader_change_is_not_appended_twice(cluster):
     assert send(new, nxt) == (0, first + 3)
     got = read_all(cluster.bootstrap, "idem-failover", 1, 4)
     assert [v for _, v in got[0]] == ["once-0", "once-1", "once-2", "next"]
+
+
+def test_users_and_acls_are_the_same_on_every_node():
+    """SCRAM users and ACLs are metadata: changed through one node, every node has them, also
+    after a restart (the metadata log is replayed)."""
+    from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
+                                       ResourcePatternType, ResourceType, ScramCredentialInfo, ScramMechanism,
+                                       UserScramCredentialDeletion, UserScramCredentialUpsertion)
+    c = RillCluster(3, extra={"authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                              "allow.everyone.if.no.acl.found": "true"}).start()
+    try:
+        via = {i: AdminClient({"bootstrap.servers": b.bootstrap}) for i, b in c.nodes.items()}
+        cred = ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096)
+        for f in via[1].alter_user_scram_credentials(
+                [UserScramCredentialUpsertion("claims", cred, b"claims-pw"),
+                 UserScramCredentialUpsertion("pharmacy", cred, b"pharmacy-pw")]).values():
+            f.result(30)
+        acl = AclBinding(ResourceType.TOPIC, "prescriptions", ResourcePatternType.LITERAL, "User:pharmacy", "*",
+                         AclOperation.READ, AclPermissionType.ALLOW)
+        for f in via[2].create_acls([acl]).values():
+            f.result(30)
+        for f in via[3].alter_user_scram_credentials(
+                [UserScramCredentialDeletion("claims", ScramMechanism.SCRAM_SHA_256)]).values():
+            f.result(30)
+        any_acl = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY,
+                                   AclPermissionType.ANY)
+
+        def state(admin):
+            users = sorted(admin.describe_user_scram_credentials().result(30))
+            acls = [(a.name, a.principal, a.operation) for a in admin.describe_acls(any_acl).result(30)]
+            return users, acls
+
+        want = (["pharmacy"], [("prescriptions", "User:pharmacy", AclOperation.READ)])
+        for i in (1, 2, 3):
+            assert state(via[i]) == want, f"node {i}"
+        c.kill9(2)
+        c.restart(2)
+        c.wait_ready()
+        assert state(AdminClient({"bootstrap.servers": c.nodes[2].bootstrap})) == want
+    finally:
+        c.cleanup()
 
 
 def test_group_commits_survive_coordinator_crash(cluster):

@@ -190,6 +190,7 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
     } else {
         -1
     };
+    let queued = std::time::Instant::now();
     let commit = match g.submit(buf.freeze()).await {
         Ok(c) => c,
         Err(e) => {
@@ -206,6 +207,9 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
     let p = p.clone();
     tokio::spawn(async move {
         let result = commit.await;
+        if result.is_ok() {
+            crate::metrics::observe_raft_commit(queued.elapsed());
+        }
         let mut producers = p.producers.lock();
         let reply = match result {
             Ok(a) => {

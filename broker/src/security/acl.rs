@@ -103,7 +103,7 @@ impl AclBinding {
 }
 
 /// A Describe/DeleteAcls filter; `None` strings match anything.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AclFilter {
     pub resource_type: i8,
     pub resource_name: Option<String>,

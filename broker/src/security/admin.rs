@@ -19,14 +19,17 @@ use rill_protocol::ResponseError;
 
 use super::acl::{AclBinding, AclFilter};
 use super::scram::{ScramCredential, ScramMechanism, MAX_ITERATIONS, MIN_ITERATIONS};
-use super::Security;
+use super::{Security, SecurityChange};
+
+/// Makes a [`SecurityChange`] durable: on this node alone, or through the metadata quorum.
+pub type ApplyChange<'a> = &'a dyn Fn(SecurityChange) -> Result<(), String>;
 use crate::handlers::s;
 
 fn security_disabled() -> (i16, Option<String>) {
     (ResponseError::SecurityDisabled.code(), Some("No Authorizer is configured on the broker".into()))
 }
 
-pub fn create_acls(sec: &Security, req: CreateAclsRequest) -> CreateAclsResponse {
+pub fn create_acls(sec: &Security, apply: ApplyChange<'_>, req: CreateAclsRequest) -> CreateAclsResponse {
     let mut results = Vec::new();
     let mut valid = Vec::new();
     for c in req.creations {
@@ -57,7 +60,7 @@ pub fn create_acls(sec: &Security, req: CreateAclsRequest) -> CreateAclsResponse
     }
     if !valid.is_empty() {
         let bindings: Vec<AclBinding> = valid.iter().map(|(_, b)| b.clone()).collect();
-        if let Err(e) = sec.acls.add(&bindings) {
+        if let Err(e) = apply(SecurityChange::AddAcls(bindings)) {
             tracing::error!(error = %e, "cannot persist ACLs");
             for (i, _) in &valid {
                 results[*i] = AclCreationResult::default()
@@ -123,7 +126,7 @@ pub fn describe_acls(sec: &Security, req: DescribeAclsRequest) -> DescribeAclsRe
     DescribeAclsResponse::default().with_resources(resources)
 }
 
-pub fn delete_acls(sec: &Security, req: DeleteAclsRequest) -> DeleteAclsResponse {
+pub fn delete_acls(sec: &Security, apply: ApplyChange<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse {
     if !sec.authorizer_enabled {
         let (code, msg) = security_disabled();
         let results = req
@@ -151,8 +154,11 @@ pub fn delete_acls(sec: &Security, req: DeleteAclsRequest) -> DeleteAclsResponse
     let invalid: Vec<Option<String>> = filters.iter().map(|f| f.validate().err().map(|e| e.to_string())).collect();
     let ok_filters: Vec<AclFilter> =
         filters.iter().zip(&invalid).filter(|(_, e)| e.is_none()).map(|(f, _)| f.clone()).collect();
-    let deleted = match sec.acls.delete(&ok_filters) {
-        Ok(d) => d,
+    // What each filter matches now is what the change removes (admin changes are rare; a
+    // concurrent one may make this answer slightly stale, never the stored state wrong).
+    let matched: Vec<Vec<AclBinding>> = ok_filters.iter().map(|f| sec.acls.describe(f)).collect();
+    let deleted = match apply(SecurityChange::DeleteAcls(ok_filters)) {
+        Ok(()) => matched,
         Err(e) => {
             let results = filters
                 .iter()
@@ -202,7 +208,8 @@ pub fn describe_scram(
     let info = |mechs: &[(ScramMechanism, i32)]| -> Vec<CredentialInfo> {
         mechs.iter().map(|(m, i)| CredentialInfo::default().with_mechanism(m.code()).with_iterations(*i)).collect()
     };
-    let results = match req.users {
+    // Kafka describes every user for a null or an empty list (librdkafka sends empty).
+    let results = match req.users.filter(|u| !u.is_empty()) {
         None => all
             .iter()
             .map(|(u, m)| {
@@ -245,7 +252,11 @@ pub fn describe_client_quotas() -> DescribeClientQuotasResponse {
     DescribeClientQuotasResponse::default().with_entries(Some(Vec::new()))
 }
 
-pub fn alter_scram(sec: &Security, req: AlterUserScramCredentialsRequest) -> AlterUserScramCredentialsResponse {
+pub fn alter_scram(
+    sec: &Security,
+    apply: ApplyChange<'_>,
+    req: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
     // Kafka refuses a request that names the same user twice (in either list) for that user.
     let mut count: BTreeMap<String, usize> = BTreeMap::new();
     for n in req.deletions.iter().map(|d| d.name.to_string()).chain(req.upsertions.iter().map(|u| u.name.to_string())) {
@@ -320,7 +331,7 @@ pub fn alter_scram(sec: &Security, req: AlterUserScramCredentialsRequest) -> Alt
     upserts.retain(|(n, _, _)| !errors.contains_key(n));
     let touched: Vec<String> =
         deletes.iter().map(|(n, _)| n.clone()).chain(upserts.iter().map(|(n, _, _)| n.clone())).collect();
-    if let Err(e) = sec.users.apply(upserts, deletes) {
+    if let Err(e) = apply(SecurityChange::AlterScram { upserts, deletes }) {
         tracing::error!(error = %e, "cannot persist SCRAM credentials");
         for n in touched {
             errors.insert(n, (ResponseError::UnknownServerError, e.to_string()));

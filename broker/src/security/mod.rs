@@ -156,6 +156,19 @@ pub struct ListenerSecurity {
 
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
+/// A change to the cluster's users or ACLs. On a single node it is applied at once; in a
+/// cluster it is a metadata command, applied in log order on every node, so every node
+/// authenticates and authorizes alike.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum SecurityChange {
+    AddAcls(Vec<acl::AclBinding>),
+    DeleteAcls(Vec<acl::AclFilter>),
+    AlterScram {
+        upserts: Vec<(String, ScramMechanism, scram::ScramCredential)>,
+        deletes: Vec<(String, ScramMechanism)>,
+    },
+}
+
 /// The broker's security state: listeners, users, ACLs and the authorization switches.
 pub struct Security {
     listeners: HashMap<String, Arc<ListenerSecurity>>,
@@ -173,6 +186,15 @@ pub struct Security {
 }
 
 impl Security {
+    /// Applies a change to this node's stores (persisted before it is visible).
+    pub fn apply_change(&self, change: SecurityChange) -> Result<(), SecurityError> {
+        match change {
+            SecurityChange::AddAcls(b) => self.acls.add(&b),
+            SecurityChange::DeleteAcls(f) => self.acls.delete(&f).map(|_| ()),
+            SecurityChange::AlterScram { upserts, deletes } => self.users.apply(upserts, deletes),
+        }
+    }
+
     pub fn open(config: &BrokerConfig) -> Result<Arc<Self>, SecurityError> {
         let get = |key: &str| config.raw.get(key).cloned().unwrap_or_else(|| default_of(key).unwrap_or("").into());
         let for_listener = |listener: &str, key: &str| {
