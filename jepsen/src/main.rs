@@ -16,6 +16,7 @@ use rand::SeedableRng;
 
 use rill_jepsen::db::{self, Cluster};
 use rill_jepsen::history::{self, Body, Op, OpType, Recorder};
+use rill_jepsen::lossyfs::LossyFs;
 use rill_jepsen::nemesis::{self, Nemesis};
 use rill_jepsen::net::{self, Net};
 use rill_jepsen::workload::{self, Idempotence, SubVia, Workload};
@@ -122,10 +123,45 @@ fn main() {
 }
 
 /// Last-resort cleanup for panics, signals, the watchdog and errors: kill every node
-/// process this run started and delete the namespaces and the bridge.
+/// process this run started, detach the lossy mounts and delete the namespaces and the bridge.
 fn emergency_cleanup() {
     db::kill_all_tracked();
+    let mounts = std::mem::take(&mut *MOUNTS.lock().unwrap_or_else(|e| e.into_inner()));
+    for m in mounts {
+        if let Ok(c) = std::ffi::CString::new(m.as_os_str().as_encoded_bytes()) {
+            // SAFETY: a plain system call with a valid C string. MNT_DETACH: a FUSE mount whose
+            // server (this process) is going away must not stay behind as a dead mount.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    }
     net::remove_leftovers();
+}
+
+/// Mountpoints of this run's lossy disks, for [`emergency_cleanup`].
+static MOUNTS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// The nodes' lossy disks: node `i`'s data directory `<out>/n{i}/data` is a LossyFs mount
+/// passing through to `<out>/n{i}/disk`.
+struct Disks(Vec<LossyFs>);
+
+impl nemesis::PowerLoss for Disks {
+    fn power_loss(&mut self, i: usize) -> Result<()> {
+        let fs = &mut self.0[i - 1];
+        jlog!("n{i}: power loss drops {} un-fsynced bytes", fs.dirty_bytes());
+        fs.power_loss()
+    }
+}
+
+fn mount_disks(out: &Path, n: usize) -> Result<Disks> {
+    let mut v = Vec::new();
+    for i in 1..=n {
+        let dir = out.join(format!("n{i}"));
+        let mp = dir.join("data");
+        let fs = LossyFs::mount(&dir.join("disk"), &mp).with_context(|| format!("mounting the lossy disk of n{i}"))?;
+        MOUNTS.lock().unwrap_or_else(|e| e.into_inner()).push(mp);
+        v.push(fs);
+    }
+    Ok(Disks(v))
 }
 
 /// Kills the run when it overstays its bounded budget (a hung client or node).
@@ -158,7 +194,7 @@ fn kafka_classpath() -> Result<String> {
 fn kafka_cluster_id(seed: u64) -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 16];
-    rand::rngs::StdRng::seed_from_u64(seed ^ 0x6b61_666b_61).fill_bytes(&mut bytes);
+    rand::rngs::StdRng::seed_from_u64(seed ^ 0x006b_6166_6b61).fill_bytes(&mut bytes);
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut bits = 0u32;
     let mut nbits = 0;
@@ -229,9 +265,6 @@ fn run(a: RunArgs) -> Result<i32> {
     if a.system == System::Kafka && faults.contains(&nemesis::Fault::Clock) {
         bail!("the clock nemesis is for Rill only (libfaketime under a JVM is not supported here)");
     }
-    if a.lossy_disk {
-        bail!("--lossy-disk needs the LossyFs module, which is not wired into this build yet");
-    }
     if a.producers == 0 && a.consumers == 0 {
         bail!("no producers and no consumers: nothing to test");
     }
@@ -264,7 +297,11 @@ fn run(a: RunArgs) -> Result<i32> {
     // From here on the namespaces exist: whatever happens, they go.
     let _net_guard = Guard(net.clone());
     let uses_clock = faults.contains(&nemesis::Fault::Clock);
+    let is_kafka = matches!(kind, db::Kind::Kafka { .. });
     let cluster = Arc::new(Mutex::new(Cluster::new(kind, &out, n, uses_clock)?));
+    // Mounted after the node directories exist and before any node starts; unmounted (by
+    // Drop) after the guard below has stopped the nodes.
+    let disks = if a.lossy_disk { Some(mount_disks(&out, n)?) } else { None };
     let _cluster_guard = ClusterGuard(cluster.clone());
     let t0 = Instant::now();
     {
@@ -278,6 +315,13 @@ fn run(a: RunArgs) -> Result<i32> {
         }
     }
     jlog!("cluster of {n} ready in {:.1} s", t0.elapsed().as_secs_f64());
+    if let (Some(d), true) = (&disks, is_kafka) {
+        // Kafka's storage format does not fsync; without this a power loss leaves a node
+        // that cannot start at all, which is not the loss under test.
+        for fs in &d.0 {
+            fs.sync().context("syncing a lossy disk after the Kafka format")?;
+        }
+    }
 
     let opts = workload::Options {
         bootstrap: db::bootstrap(n),
@@ -306,7 +350,7 @@ fn run(a: RunArgs) -> Result<i32> {
         faults: faults.clone(),
         interval: Duration::from_secs_f64(a.nemesis_interval.max(0.5)),
         rng: rand::rngs::StdRng::seed_from_u64(seed),
-        disks: None,
+        disks: disks.map(|d| Box::new(d) as Box<dyn nemesis::PowerLoss>),
         errors: Vec::new(),
     };
     let work_start = Instant::now();
