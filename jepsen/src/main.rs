@@ -2,7 +2,8 @@
 //!
 //! `run` builds the namespaced cluster, runs the workload under the nemesis, heals, drains,
 //! tears everything down, checks the history and writes the report; `check` re-checks a
-//! stored run. Exit status: 0 valid, 1 a forbidden anomaly, 2 a harness error.
+//! stored run. Exit status: 0 valid, 1 a forbidden anomaly or an incomplete drain, 2 a
+//! harness error.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -512,9 +513,15 @@ fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
         "   verdict: {}",
         if analysis.valid { "valid".to_string() } else { format!("INVALID {:?}", analysis.bad) }
     );
+    // A cluster that never let the drain finish is a failure too (of liveness): the checker
+    // cannot call writes lost without a complete drain, so the history proves little.
+    let drained = st.drain_complete != Some(false);
+    if !drained {
+        println!("   INCOMPLETE: the drain did not reach every high watermark (cluster unavailable after healing)");
+    }
     println!("   report:  {}", out.join("report.html").display());
     println!("   re-run:  {}", info.rerun);
-    Ok(if analysis.valid { 0 } else { 1 })
+    Ok(if analysis.valid && drained { 0 } else { 1 })
 }
 
 /// Tears the network down when dropped (normal exit and error paths alike).
