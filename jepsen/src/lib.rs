@@ -7,6 +7,11 @@
 //! but loopback and the namespaces it made, and it removes them on exit.
 
 pub mod checker;
+pub mod db;
 pub mod history;
+pub mod log;
 pub mod lossyfs;
+pub mod nemesis;
+pub mod net;
 pub mod report;
+pub mod workload;
