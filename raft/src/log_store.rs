@@ -32,7 +32,13 @@ use tokio::sync::{mpsc, watch};
 use crate::entry_index::{EntryIndex, EntryKind, EntryMeta};
 use crate::{Batches, Entry, LogId, TypeConfig, Vote};
 
+/// The vote: written only durably (fsynced file, rename, fsynced directory). Files written by
+/// older versions also hold a committed hint, which is still read.
 pub const STATE_FILE: &str = "raft-state.json";
+/// The committed hint, in a file of its own: it is written often and not fsynced, so a power
+/// loss may leave it empty or stale, and it must never share a file (or a temporary file)
+/// with the vote, whose loss would let this node vote twice in one term.
+pub const COMMITTED_FILE: &str = "raft-committed.json";
 
 /// How often the committed index is written down at most. It is only a hint for replaying
 /// after a restart (openraft re-learns the commit index from the leader), so it is not fsynced.
@@ -143,11 +149,24 @@ impl LogStore {
             }
             _ => {}
         }
-        let state: PersistedState = match std::fs::read(dir.join(STATE_FILE)) {
-            Ok(b) => serde_json::from_slice(&b).map_err(io::Error::other)?,
+        let mut state: PersistedState = match std::fs::read(dir.join(STATE_FILE)) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                io::Error::other(format!("{}: {e} (the Raft vote cannot be read)", dir.join(STATE_FILE).display()))
+            })?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => PersistedState::default(),
             Err(e) => return Err(e),
         };
+        // The hint survives a power loss only by luck: empty, torn or naming an entry the log
+        // no longer holds (cut by the reconciliation above), it is dropped and the state
+        // machine replays instead.
+        if let Ok(b) = std::fs::read(dir.join(COMMITTED_FILE)) {
+            state.committed = serde_json::from_slice(&b).unwrap_or(None);
+        }
+        if let Some(c) = state.committed {
+            if index.get(c.index).map(|m| m.log_id) != Some(c) {
+                state.committed = None;
+            }
+        }
         let hw0 = index.purged().map_or_else(|| log.log_start_offset(), |p| p.end);
         let (hw_tx, _) = watch::channel(hw0);
         let shared = Arc::new(Shared {
@@ -163,9 +182,16 @@ impl LogStore {
         Ok(LogStore { shared, flush_tx })
     }
 
-    fn save_state(&self, durable: bool) -> io::Result<()> {
-        let data = serde_json::to_vec(&self.shared.state.lock().0).map_err(io::Error::other)?;
-        write_atomically(&self.shared.dir, STATE_FILE, &data, durable)
+    fn save_vote_file(&self) -> io::Result<()> {
+        let vote = self.shared.state.lock().0.vote;
+        let data = serde_json::to_vec(&PersistedState { vote, committed: None }).map_err(io::Error::other)?;
+        write_atomically(&self.shared.dir, STATE_FILE, &data, true)
+    }
+
+    fn save_committed_file(&self) -> io::Result<()> {
+        let committed = self.shared.state.lock().0.committed;
+        let data = serde_json::to_vec(&committed).map_err(io::Error::other)?;
+        write_atomically(&self.shared.dir, COMMITTED_FILE, &data, false)
     }
 }
 
@@ -301,7 +327,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         self.shared.state.lock().0.vote = Some(*vote);
         let s = self.clone();
-        tokio::task::spawn_blocking(move || s.save_state(true)).await.map_err(io::Error::other)?
+        tokio::task::spawn_blocking(move || s.save_vote_file()).await.map_err(io::Error::other)?
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
@@ -315,7 +341,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             due
         };
         if due {
-            self.save_state(false)?;
+            self.save_committed_file()?;
         }
         Ok(())
     }
@@ -371,5 +397,55 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Only the index prefix goes: the records stay until retention deletes them, since
         // consumers may still read them.
         self.shared.index.write().purge_upto(log_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::storage::RaftLogStorage;
+
+    use super::*;
+
+    fn log_id(term: u64, index: u64) -> LogId {
+        LogId::new(openraft::impls::leader_id_adv::LeaderId { term, node_id: 1 }, index)
+    }
+
+    /// A power loss may leave the often-written, never-fsynced committed hint empty or torn;
+    /// the vote, in a file of its own written only durably, must come back whatever the hint
+    /// file holds.
+    #[tokio::test]
+    async fn vote_survives_a_torn_committed_hint() {
+        let dir = tempfile::tempdir().unwrap();
+        let vote = Vote::new(7, 2);
+        {
+            let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+            store.save_vote(&vote).await.unwrap();
+            // A hint naming an entry this log does not hold (here: no entries at all).
+            store.save_committed(Some(log_id(7, 40))).await.unwrap();
+            let on_disk: PersistedState =
+                serde_json::from_slice(&std::fs::read(dir.path().join(STATE_FILE)).unwrap()).unwrap();
+            assert_eq!(on_disk.vote, Some(vote));
+            assert!(on_disk.committed.is_none(), "the durable file holds the vote only");
+        }
+        for torn in [&b""[..], &b"{\"te"[..]] {
+            std::fs::write(dir.path().join(COMMITTED_FILE), torn).unwrap();
+            let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+            assert_eq!(store.read_vote().await.unwrap(), Some(vote));
+            assert_eq!(store.read_committed().await.unwrap(), None);
+        }
+        // A readable hint beyond the log is stale too: replay instead of trusting it.
+        std::fs::write(dir.path().join(COMMITTED_FILE), serde_json::to_vec(&Some(log_id(7, 40))).unwrap()).unwrap();
+        let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(store.read_committed().await.unwrap(), None);
+    }
+
+    /// Files of earlier versions held the vote and the hint together.
+    #[tokio::test]
+    async fn reads_the_old_combined_state_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = PersistedState { vote: Some(Vote::new(3, 1)), committed: None };
+        std::fs::write(dir.path().join(STATE_FILE), serde_json::to_vec(&old).unwrap()).unwrap();
+        let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+        assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
     }
 }
