@@ -49,10 +49,10 @@ pub struct ConsumeArgs {
     group: Option<String>,
     /// With --group: commit the offsets of printed records (auto: at least every second and at
     /// exit) or never (none).
-    #[arg(long, value_enum, default_value_t = Commit::Auto)]
+    #[arg(long, value_enum, default_value_t = Commit::Auto, requires = "group")]
     commit: Commit,
     /// With --group: the partition assignment strategy, when this process leads the group.
-    #[arg(long, value_enum, default_value_t = Assignor::Range)]
+    #[arg(long, value_enum, default_value_t = Assignor::Range, requires = "group")]
     assignor: Assignor,
 }
 

@@ -153,6 +153,8 @@ def test_completion_and_help():
     assert r.returncode == 0 and "rill" in r.stdout
     r = subprocess.run([rill_bin(), "topic", "create", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--if-not-exists" in r.stdout
+    r = subprocess.run([rill_bin(), "consume", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--group" in r.stdout and "--assignor" in r.stdout, r
 
 
 def run_env(*args, env=None, input=None, timeout=60):
@@ -462,5 +464,7 @@ def test_consume_group_usage_errors(broker, topic_name):
     assert r.returncode == 2 and "earliest or latest" in r.stderr, r
     r = rill(broker, "consume", topic_name, "--group", "g", "--partition", "0")
     assert r.returncode == 2, r
+    r = rill(broker, "consume", topic_name, "--commit", "none")  # --commit only means something with --group
+    assert r.returncode == 2 and "--group" in r.stderr, r
     r = rill(broker, "consume", topic_name + "-missing", "--group", "g")
     assert r.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stderr, r
