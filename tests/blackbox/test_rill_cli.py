@@ -468,3 +468,38 @@ def test_consume_group_usage_errors(broker, topic_name):
     assert r.returncode == 2 and "--group" in r.stderr, r
     r = rill(broker, "consume", topic_name + "-missing", "--group", "g")
     assert r.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stderr, r
+
+
+def test_consume_group_shares_with_librdkafka(broker, topic_name, tmp_path):
+    """A `rill consume --group` member and a librdkafka consumer in one group: the ConsumerProtocol
+    encodings and the range assignment agree whichever of the two leads."""
+    from confluent_kafka import Consumer
+    ok(broker, "topic", "create", topic_name, "--partitions", 4)
+    group = f"g-{topic_name}"
+    out = tmp_path / "rill.out"
+    member = start_member(broker, group, [topic_name], out)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                  "partition.assignment.strategy": "range", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic_name])
+        deadline = time.monotonic() + 90
+        while len(c.assignment()) != 2 or len(wait_for_group(broker, group, 2, procs=[member])["members"]) != 2:
+            assert time.monotonic() < deadline, f"no 2-2 split: {c.assignment()}"
+            c.poll(0.2)
+        theirs = {tp.partition for tp in c.assignment()}
+        values = [f"v{i}" for i in range(40)]
+        ok(broker, "produce", topic_name, input="".join(v + "\n" for v in values))
+        got = []
+        while len(got) + len(lines_of(out)) < len(values):
+            assert time.monotonic() < deadline, (got, lines_of(out))
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append((m.partition(), m.value().decode()))
+        mine = {int(r[1]) for r in lines_of(out)}
+        assert mine and not mine & theirs and mine | theirs == {0, 1, 2, 3}, (mine, theirs)
+        assert {p for p, _ in got} <= theirs
+        assert sorted([v for _, v in got] + [r[3] for r in lines_of(out)]) == sorted(values)
+    finally:
+        c.close()
+        stop([member])
+    assert member.returncode == 0, member.stderr.read()
