@@ -1,7 +1,7 @@
 //! The admin subcommands: topics, configs, cluster, groups, produce and consume.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -11,14 +11,13 @@ use rill_protocol::messages::create_topics_request::{CreatableTopic, CreatableTo
 use rill_protocol::messages::delete_topics_request::DeleteTopicState;
 use rill_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use rill_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
-use rill_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use rill_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use rill_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use rill_protocol::messages::metadata_request::MetadataRequestTopic;
 use rill_protocol::messages::metadata_response::MetadataResponseTopic;
 use rill_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use rill_protocol::messages::*;
-use rill_protocol::records::{decode_batches, encode_batch, EncodeOptions, RecordIn};
+use rill_protocol::records::{encode_batch, EncodeOptions, RecordIn};
 use rill_protocol::{ResponseError, StrBytes};
 use serde_json::{json, Value};
 
@@ -300,26 +299,6 @@ pub struct ProduceArgs {
     /// Records per produce batch.
     #[arg(long, default_value_t = 1000)]
     batch_size: usize,
-}
-
-#[derive(Args)]
-pub struct ConsumeArgs {
-    topic: String,
-    /// Only this partition (default: all).
-    #[arg(long, short = 'p')]
-    partition: Option<i32>,
-    /// Where to start: earliest, latest, an offset, or @TIMESTAMP_MS.
-    #[arg(long, default_value = "latest")]
-    offset: String,
-    /// Stop after this many records.
-    #[arg(long, short = 'n')]
-    num: Option<u64>,
-    /// Stop once the end of every partition is reached.
-    #[arg(long, short = 'e')]
-    exit_at_end: bool,
-    /// Output format per record (see above). Default: '%v\n'.
-    #[arg(long, short = 'f')]
-    format: Option<String>,
 }
 
 pub(crate) fn s(v: &str) -> StrBytes {
@@ -1118,225 +1097,5 @@ pub async fn produce(conn: &Conn, args: ProduceArgs) -> anyhow::Result<()> {
     } else {
         eprintln!("Produced {total} records to {}.", args.topic);
     }
-    Ok(())
-}
-
-// ------------------------------------------------------------------------------------------
-// consume
-// ------------------------------------------------------------------------------------------
-
-enum Piece {
-    Lit(String),
-    Topic,
-    Partition,
-    Offset,
-    Key,
-    Value,
-    Timestamp,
-    Headers,
-}
-
-fn parse_format(f: &str) -> anyhow::Result<Vec<Piece>> {
-    let mut out = Vec::new();
-    let mut lit = String::new();
-    let mut chars = f.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next() {
-                Some('n') => lit.push('\n'),
-                Some('t') => lit.push('\t'),
-                Some('r') => lit.push('\r'),
-                Some('\\') => lit.push('\\'),
-                Some(o) => {
-                    lit.push('\\');
-                    lit.push(o);
-                }
-                None => lit.push('\\'),
-            },
-            '%' => {
-                let piece = match chars.next() {
-                    Some('%') => {
-                        lit.push('%');
-                        continue;
-                    }
-                    Some('t') => Piece::Topic,
-                    Some('p') => Piece::Partition,
-                    Some('o') => Piece::Offset,
-                    Some('k') => Piece::Key,
-                    Some('v') => Piece::Value,
-                    Some('T') => Piece::Timestamp,
-                    Some('h') => Piece::Headers,
-                    Some(o) => {
-                        return Err(usage(format!("unknown format directive %{o} (use %t %p %o %k %v %T %h %%)")))
-                    }
-                    None => return Err(usage("format ends with a lone %")),
-                };
-                if !lit.is_empty() {
-                    out.push(Piece::Lit(std::mem::take(&mut lit)));
-                }
-                out.push(piece);
-            }
-            c => lit.push(c),
-        }
-    }
-    if !lit.is_empty() {
-        out.push(Piece::Lit(lit));
-    }
-    Ok(out)
-}
-
-pub async fn consume(conn: &Conn, args: ConsumeArgs) -> anyhow::Result<()> {
-    let format = parse_format(args.format.as_deref().unwrap_or("%v\\n"))?;
-    let json = conn.output == Output::Json;
-    let mut pool = connect(conn).await?;
-    let md = topic_metadata(&mut pool, &args.topic).await?;
-    let mut parts: Vec<(i32, i32)> = md.partitions.iter().map(|p| (p.partition_index, p.leader_id.0)).collect();
-    parts.sort();
-    if let Some(p) = args.partition {
-        parts.retain(|x| x.0 == p);
-        if parts.is_empty() {
-            return Err(usage(format!("topic {} has no partition {p}", args.topic)));
-        }
-    }
-    let topic = args.topic.clone();
-    // Resolve start offsets.
-    let mut pos: BTreeMap<i32, i64> = match args.offset.as_str() {
-        "earliest" | "beginning" => list_offsets(&mut pool, &topic, &parts, -2).await?,
-        "latest" | "end" => list_offsets(&mut pool, &topic, &parts, -1).await?,
-        o if o.starts_with('@') => {
-            let ts: i64 = o[1..].parse().map_err(|_| usage(format!("bad timestamp in --offset {o}")))?;
-            let found = list_offsets(&mut pool, &topic, &parts, ts).await?;
-            let end = list_offsets(&mut pool, &topic, &parts, -1).await?;
-            found.into_iter().map(|(p, o)| (p, if o < 0 { end.get(&p).copied().unwrap_or(0) } else { o })).collect()
-        }
-        o => {
-            let n: i64 = o
-                .parse()
-                .map_err(|_| usage(format!("--offset must be earliest, latest, N or @TIMESTAMP, not {o:?}")))?;
-            if n < 0 {
-                return Err(usage("--offset must not be negative"));
-            }
-            parts.iter().map(|&(p, _)| (p, n)).collect()
-        }
-    };
-    let mut done: BTreeMap<i32, bool> = parts.iter().map(|&(p, _)| (p, false)).collect();
-    let leaders: BTreeMap<i32, i32> = parts.iter().copied().collect();
-    let mut printed = 0u64;
-    let mut bytes = 0u64;
-    // Progress only when the records don't go to the same terminal.
-    let mut progress =
-        crate::progress::Progress::new("consumed", !std::io::IsTerminal::is_terminal(&std::io::stdout()));
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if args.num == Some(0) {
-        return Ok(());
-    }
-    loop {
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        for (&p, &l) in &leaders {
-            if !(args.exit_at_end && done[&p]) {
-                by_leader.entry(l).or_default().push(p);
-            }
-        }
-        if by_leader.is_empty() {
-            break;
-        }
-        for (leader, ps) in by_leader {
-            let req = FetchRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(if args.exit_at_end { 100 } else { 500 })
-                .with_min_bytes(1)
-                .with_max_bytes(50 * 1024 * 1024)
-                .with_isolation_level(1)
-                .with_topics(vec![FetchTopic::default().with_topic(tn(&topic)).with_partitions(
-                    ps.iter()
-                        .map(|&p| {
-                            FetchPartition::default()
-                                .with_partition(p)
-                                .with_fetch_offset(pos[&p])
-                                .with_partition_max_bytes(1024 * 1024)
-                        })
-                        .collect(),
-                )]);
-            let resp = pool.node(leader).await?.send(&req).await?;
-            check(resp.error_code, None, format!("fetching from {topic}"))?;
-            for t in resp.responses {
-                for pd in t.partitions {
-                    let p = pd.partition_index;
-                    if pd.error_code == ResponseError::OffsetOutOfRange.code() {
-                        // Reset like auto.offset.reset=earliest would.
-                        let o = list_offsets(&mut pool, &topic, &[(p, leader)], -2).await?;
-                        pos.insert(p, o.get(&p).copied().unwrap_or(0));
-                        continue;
-                    }
-                    check(pd.error_code, None, format!("fetching from {topic}/{p}"))?;
-                    let records = pd.records.as_deref().map(decode_batches).transpose()?.unwrap_or_default();
-                    let mut next = pos[&p];
-                    for r in records {
-                        if r.offset < next {
-                            continue;
-                        }
-                        next = r.offset + 1;
-                        if r.control {
-                            continue;
-                        }
-                        if json {
-                            let h: Vec<Value> = r
-                                .headers
-                                .iter()
-                                .map(|h| {
-                                    json!({"key": String::from_utf8_lossy(&h.key),
-                                    "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())})
-                                })
-                                .collect();
-                            let v = json!({"topic": topic, "partition": p, "offset": r.offset, "timestamp": r.timestamp,
-                                "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-                                "value": r.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned()),
-                                "headers": h});
-                            serde_json::to_writer(&mut out, &v)?;
-                            out.write_all(b"\n")?;
-                        } else {
-                            for piece in &format {
-                                match piece {
-                                    Piece::Lit(l) => out.write_all(l.as_bytes())?,
-                                    Piece::Topic => out.write_all(topic.as_bytes())?,
-                                    Piece::Partition => write!(out, "{p}")?,
-                                    Piece::Offset => write!(out, "{}", r.offset)?,
-                                    Piece::Key => out.write_all(r.key.as_deref().unwrap_or(b""))?,
-                                    Piece::Value => out.write_all(r.value.as_deref().unwrap_or(b""))?,
-                                    Piece::Timestamp => write!(out, "{}", r.timestamp)?,
-                                    Piece::Headers => {
-                                        for (i, h) in r.headers.iter().enumerate() {
-                                            if i > 0 {
-                                                out.write_all(b",")?;
-                                            }
-                                            out.write_all(&h.key)?;
-                                            out.write_all(b"=")?;
-                                            out.write_all(h.value.as_deref().unwrap_or(b""))?;
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        printed += 1;
-                        bytes +=
-                            (r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())) as u64;
-                        progress.update(printed, bytes);
-                        if args.num.is_some_and(|n| printed >= n) {
-                            out.flush()?;
-                            return Ok(());
-                        }
-                    }
-                    // A batch may hold only skipped offsets (compaction, control): move past it.
-                    pos.insert(p, next);
-                    let end = if pd.last_stable_offset >= 0 { pd.last_stable_offset } else { pd.high_watermark };
-                    if next >= end {
-                        done.insert(p, true);
-                    }
-                }
-            }
-        }
-        out.flush()?;
-    }
-    out.flush()?;
     Ok(())
 }

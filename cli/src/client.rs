@@ -210,6 +210,15 @@ impl Client {
         self.send_at(key, req, version).await
     }
 
+    /// Like [`Client::send`], but waits up to `timeout` instead of request.timeout.ms: a
+    /// JoinGroup is answered only when the rebalance completes, which may take longer.
+    pub async fn send_timeout<R: Request>(&mut self, req: &R, timeout: Duration) -> anyhow::Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
+        let version = self.version(key)?;
+        let timeout = timeout.max(self.opts.request_timeout);
+        self.send_within(key, req, version, timeout).await
+    }
+
     /// Sends `req` without waiting for a response (Produce with acks=0 gets none).
     pub async fn send_oneway<R: Request>(&mut self, req: &R) -> anyhow::Result<()> {
         let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key {}", R::KEY))?;
@@ -242,7 +251,16 @@ impl Client {
         req: &Req,
         version: i16,
     ) -> anyhow::Result<Resp> {
-        let timeout = self.opts.request_timeout;
+        self.send_within(key, req, version, self.opts.request_timeout).await
+    }
+
+    async fn send_within<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        req: &Req,
+        version: i16,
+        timeout: Duration,
+    ) -> anyhow::Result<Resp> {
         let addr = self.addr.clone();
         match tokio::time::timeout(timeout, self.send_at_inner(key, req, version)).await {
             Ok(r) => r,

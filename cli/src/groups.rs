@@ -17,7 +17,7 @@ use crate::client::{check, error_name, KafkaError, Pool};
 use crate::output::{print_json, Table};
 
 /// Finds the group's coordinator (retrying while it is loading or moving) and returns its node id.
-async fn coordinator(pool: &mut Pool, group: &str) -> anyhow::Result<i32> {
+pub(crate) async fn coordinator(pool: &mut Pool, group: &str) -> anyhow::Result<i32> {
     metadata(pool, Some(&[])).await?;
     let fc_version = pool.main().version(ApiKey::FindCoordinator)?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
@@ -57,7 +57,7 @@ async fn describe_one(pool: &mut Pool, node: i32, group: &str) -> anyhow::Result
 }
 
 /// Committed offsets of the group: (topic, partition) -> offset.
-async fn committed(pool: &mut Pool, node: i32, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
+pub(crate) async fn committed(pool: &mut Pool, node: i32, group: &str) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
     let of = pool
         .node(node)
         .await?
@@ -451,36 +451,10 @@ pub async fn reset_offsets(pool: &mut Pool, args: ResetArgs, json: bool) -> anyh
         }
     }
     if args.execute && !plan.is_empty() {
-        let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (t, p, _, o) in &plan {
-            by_topic.entry(t).or_default().push(
-                OffsetCommitRequestPartition::default()
-                    .with_partition_index(*p)
-                    .with_committed_offset(*o)
-                    .with_committed_leader_epoch(-1)
-                    .with_committed_metadata(Some(s(""))),
-            );
-        }
-        let req = OffsetCommitRequest::default()
-            .with_group_id(GroupId(s(group)))
-            .with_generation_id_or_member_epoch(-1)
-            .with_member_id(s(""))
-            .with_retention_time_ms(-1)
-            .with_topics(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(tn(t)).with_partitions(ps))
-                    .collect(),
-            );
-        let resp = pool.node(node).await?.send(&req).await?;
-        for t in resp.topics {
-            for p in t.partitions {
-                check(
-                    p.error_code,
-                    None,
-                    format!("committing the new offset of {}-{} for group {group}", t.name.0, p.partition_index),
-                )?;
-            }
+        let offsets: BTreeMap<(String, i32), i64> = plan.iter().map(|(t, p, _, o)| ((t.clone(), *p), *o)).collect();
+        // Generation -1 and no member id: a commit from outside the group, as kafka-consumer-groups does.
+        for ((t, p), code) in commit_offsets(pool, node, group, -1, "", &offsets).await? {
+            check(code, None, format!("committing the new offset of {t}-{p} for group {group}"))?;
         }
     }
     if json {
@@ -500,6 +474,47 @@ pub async fn reset_offsets(pool: &mut Pool, args: ResetArgs, json: bool) -> anyh
         eprintln!("Dry run: nothing was committed. Add --execute to commit these offsets.");
     }
     Ok(())
+}
+
+/// OffsetCommit of `offsets` to the group's coordinator `node`; returns each partition's error
+/// code (callers decide which are fatal: a member treats fencing errors as a cue to rejoin).
+pub(crate) async fn commit_offsets(
+    pool: &mut Pool,
+    node: i32,
+    group: &str,
+    generation: i32,
+    member_id: &str,
+    offsets: &BTreeMap<(String, i32), i64>,
+) -> anyhow::Result<Vec<((String, i32), i16)>> {
+    let mut by_topic: BTreeMap<&str, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+    for ((t, p), o) in offsets {
+        by_topic.entry(t).or_default().push(
+            OffsetCommitRequestPartition::default()
+                .with_partition_index(*p)
+                .with_committed_offset(*o)
+                .with_committed_leader_epoch(-1)
+                .with_committed_metadata(Some(s(""))),
+        );
+    }
+    let req = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member_id))
+        .with_retention_time_ms(-1)
+        .with_topics(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| OffsetCommitRequestTopic::default().with_name(tn(t)).with_partitions(ps))
+                .collect(),
+        );
+    let resp = pool.node(node).await?.send(&req).await?;
+    let mut out = Vec::new();
+    for t in resp.topics {
+        for p in t.partitions {
+            out.push(((t.name.to_string(), p.partition_index), p.error_code));
+        }
+    }
+    Ok(out)
 }
 
 pub async fn delete_group(pool: &mut Pool, group: &str, json: bool) -> anyhow::Result<()> {

@@ -8,7 +8,9 @@ use tracing_subscriber::EnvFilter;
 mod admin;
 mod admin_http;
 mod client;
+mod consume;
 mod groups;
+mod member;
 mod output;
 mod progress;
 mod security;
@@ -23,6 +25,7 @@ mod settings;
 Examples:\n  rill topic create orders --partitions 6 --config retention.ms=86400000\n  \
 rill topic describe orders --output json\n  printf 'k1:v1\\nk2:v2\\n' | rill produce orders --key-separator :\n  \
 rill consume orders --offset earliest --exit-at-end --format '%p/%o %k=%v\\n'\n  \
+rill consume orders --group billing --from earliest\n  \
 rill group describe my-group\n  rill group reset-offsets my-group --topic orders --to-earliest --execute\n  \
 rill cluster health\n\nConnection: -b/--bootstrap-server, --command-config FILE (Kafka client properties), \
 --profile NAME\n(from $RILL_CONFIG or ~/.config/rill/config.toml), $RILL_BOOTSTRAP_SERVER, $RILL_PROFILE.\n\nExit status: 0 success, 1 Kafka or connection error, 2 usage error."
@@ -112,7 +115,14 @@ enum Command {
         #[command(flatten)]
         args: admin::ProduceArgs,
     },
-    /// Consume records and print them (assign-style: no consumer group).
+    /// Consume records and print them, assign-style or as a member of a consumer group.
+    ///
+    /// Without --group: all partitions (or --partition) from --offset, no group.
+    /// With --group: the group's members share the partitions (range or roundrobin, computed
+    /// by whichever member leads the group, Java consumers included); each partition starts
+    /// after the group's committed offset, else at --from earliest|latest; offsets of printed
+    /// records are committed at least every second and at exit (--commit none: never).
+    /// Ctrl-C commits and leaves the group; a second Ctrl-C exits at once.
     ///
     /// Format (kcat-like): %t topic, %p partition, %o offset, %k key, %v value, %T timestamp,
     /// %h headers, %% a percent sign; \n, \t and \\ are escapes.
@@ -121,12 +131,14 @@ enum Command {
     ///   rill consume orders --offset earliest --exit-at-end
     ///   rill consume orders --partition 0 --offset 42 --num 10 --format '%o %k:%v\n'
     ///   rill consume orders --offset @1700000000000 --output json
+    ///   rill consume orders invoices --group billing --from earliest --format '%t/%p/%o %v\n'
+    ///   rill consume orders --group billing --exit-at-end --assignor roundrobin
     #[command(verbatim_doc_comment)]
     Consume {
         #[command(flatten)]
         conn: admin::Conn,
         #[command(flatten)]
-        args: admin::ConsumeArgs,
+        args: consume::ConsumeArgs,
     },
     /// Print a shell completion script: rill completion bash > /etc/bash_completion.d/rill
     Completion {
@@ -183,7 +195,7 @@ fn main() -> std::process::ExitCode {
             Command::Acl { conn, cmd } => security::acl(&conn, cmd).await,
             Command::User { conn, cmd } => security::user(&conn, cmd).await,
             Command::Produce { conn, args } => admin::produce(&conn, args).await,
-            Command::Consume { conn, args } => admin::consume(&conn, args).await,
+            Command::Consume { conn, args } => consume::consume(&conn, args).await,
             Command::Broker { .. } | Command::Completion { .. } => unreachable!("handled above"),
         }
     });

@@ -2,6 +2,7 @@
 against the broker under test (Rill, or Apache Kafka with RILL_TEST_TARGET=kafka)."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -152,6 +153,8 @@ def test_completion_and_help():
     assert r.returncode == 0 and "rill" in r.stdout
     r = subprocess.run([rill_bin(), "topic", "create", "--help"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and "--if-not-exists" in r.stdout
+    r = subprocess.run([rill_bin(), "consume", "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "--group" in r.stdout and "--assignor" in r.stdout, r
 
 
 def run_env(*args, env=None, input=None, timeout=60):
@@ -347,3 +350,156 @@ def test_progress_only_on_a_tty(broker, topic_name):
     assert r.returncode == 0 and r.stderr == f"Produced 2 records to {topic_name}.\n", r
     r = rill(broker, "consume", topic_name, "--offset", "earliest", "--exit-at-end")
     assert r.returncode == 0 and r.stdout == "a\nb\n" and r.stderr == "", r
+
+
+def start_member(broker, group, topics, out_path, *extra):
+    """A `rill consume --group` process writing '%t %p %o %v' lines to out_path."""
+    return subprocess.Popen([rill_bin(), "consume", *topics, "--group", group, "--from", "earliest",
+                             "--format", "%t %p %o %v\\n", "--bootstrap-server", broker.bootstrap, *map(str, extra)],
+                            stdout=open(out_path, "w"), stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+def lines_of(path):
+    return [line.split(" ", 3) for line in open(path).read().splitlines()]
+
+
+def stop(procs, timeout=30):
+    """SIGINT (Ctrl-C) each member: it commits, leaves the group and exits 0."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError(f"rill consume --group did not exit within {timeout}s of SIGINT")
+
+
+def wait_for_group(broker, group, members, timeout=90, procs=()):
+    """Until the group is Stable with `members` members, each with partitions assigned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in procs:
+            assert p.poll() is None, f"member exited {p.returncode}: {p.stderr.read()}"
+        r = rill(broker, "group", "describe", group, "-o", "json")
+        if r.returncode == 0:
+            d = json.loads(r.stdout)
+            if d["state"] == "Stable" and len(d["members"]) == members and all(m["assignment"] for m in d["members"]):
+                return d
+        assert time.monotonic() < deadline, f"group {group} not Stable with {members} members: {r.stdout}{r.stderr}"
+        time.sleep(0.5)
+
+
+def test_consume_group_splits_partitions_and_resumes(broker, topic_name, tmp_path):
+    ok(broker, "topic", "create", topic_name, "--partitions", 4)
+    group = f"g-{topic_name}"
+    outs = [tmp_path / "member0.out", tmp_path / "member1.out"]
+    procs = [start_member(broker, group, [topic_name], path) for path in outs]
+    try:
+        d = wait_for_group(broker, group, 2, procs=procs)
+        assert d["protocol_type"] == "consumer" and d["protocol"] == "range"
+        values = [f"v{i}" for i in range(100)]
+        ok(broker, "produce", topic_name, input="".join(v + "\n" for v in values))
+        deadline = time.monotonic() + 60
+        while sum(len(lines_of(p)) for p in outs) < len(values):
+            assert time.monotonic() < deadline, [lines_of(p) for p in outs]
+            assert all(p.poll() is None for p in procs)
+            time.sleep(0.2)
+    finally:
+        stop(procs)
+    for p in procs:
+        assert p.returncode == 0, p.stderr.read()
+    seen = [lines_of(p) for p in outs]
+    parts = [{int(r[1]) for r in s} for s in seen]
+    # Each member read a disjoint, non-empty set of partitions; together every record once.
+    assert parts[0] and parts[1] and not parts[0] & parts[1] and parts[0] | parts[1] == {0, 1, 2, 3}, parts
+    assert sorted(r[3] for s in seen for r in s) == sorted(values)
+    assert all(r[0] == topic_name for s in seen for r in s)
+
+    # The members committed what they printed and left: every partition at its log end.
+    d = json.loads(ok(broker, "group", "describe", group, "-o", "json"))
+    assert d["members"] == [] and d["state"] == "Empty", d
+    assert [(o["partition"], o["committed_offset"]) for o in d["offsets"]] == \
+        [(o["partition"], o["log_end_offset"]) for o in d["offsets"]] and len(d["offsets"]) == 4, d
+    assert sum(o["committed_offset"] for o in d["offsets"]) == len(values)
+    assert "CURRENT-OFFSET" in ok(broker, "group", "describe", group)
+
+    # A new run of the group resumes after the committed offsets: nothing new, then only the new.
+    resume = ["consume", topic_name, "--group", group, "--from", "earliest", "--exit-at-end"]
+    assert ok(broker, *resume, timeout=90) == ""
+    ok(broker, "produce", topic_name, input="w1\nw2\nw3\n")
+    assert sorted(ok(broker, *resume, timeout=90).splitlines()) == ["w1", "w2", "w3"]
+    assert ok(broker, *resume, "--output", "json", timeout=90) == ""
+
+
+def test_consume_group_num_commits_only_printed(broker, topic_name):
+    other = topic_name + "-b"
+    ok(broker, "topic", "create", topic_name, "--partitions", 2)
+    ok(broker, "topic", "create", other, "--partitions", 1)
+    ok(broker, "produce", topic_name, input="".join(f"a{i}\n" for i in range(10)))
+    ok(broker, "produce", other, input="b0\nb1\n")
+    group = f"g-{topic_name}"
+    # Several topics, roundrobin, JSON output; --num stops mid-batch and commits exactly that far.
+    out = ok(broker, "consume", topic_name, other, "--group", group, "--from", "earliest", "--num", 5,
+             "--assignor", "roundrobin", "--output", "json", timeout=90)
+    recs = [json.loads(line) for line in out.splitlines()]
+    assert len(recs) == 5 and all(set(r) >= {"topic", "partition", "offset", "key", "value"} for r in recs)
+    d = json.loads(ok(broker, "group", "describe", group, "-o", "json"))
+    assert d["members"] == [] and sum(o["committed_offset"] for o in d["offsets"]) == 5, d
+    rest = ok(broker, "consume", topic_name, other, "--group", group, "--exit-at-end", "--format", "%v\\n",
+              timeout=90).splitlines()
+    assert sorted(rest + [r["value"] for r in recs]) == sorted([f"a{i}" for i in range(10)] + ["b0", "b1"])
+    # --commit none reads from the committed offsets but leaves them alone.
+    ok(broker, "produce", other, input="b2\n")
+    none = ["consume", topic_name, other, "--group", group, "--exit-at-end", "--commit", "none"]
+    assert ok(broker, *none, timeout=90) == "b2\n"
+    assert ok(broker, *none, timeout=90) == "b2\n"
+
+
+def test_consume_group_usage_errors(broker, topic_name):
+    ok(broker, "topic", "create", topic_name, "--partitions", 1)
+    r = rill(broker, "consume", topic_name, "--group", "g", "--offset", "5")
+    assert r.returncode == 2 and "earliest or latest" in r.stderr, r
+    r = rill(broker, "consume", topic_name, "--group", "g", "--partition", "0")
+    assert r.returncode == 2, r
+    r = rill(broker, "consume", topic_name, "--commit", "none")  # --commit only means something with --group
+    assert r.returncode == 2 and "--group" in r.stderr, r
+    r = rill(broker, "consume", topic_name + "-missing", "--group", "g")
+    assert r.returncode == 1 and "UNKNOWN_TOPIC_OR_PARTITION" in r.stderr, r
+
+
+def test_consume_group_shares_with_librdkafka(broker, topic_name, tmp_path):
+    """A `rill consume --group` member and a librdkafka consumer in one group: the ConsumerProtocol
+    encodings and the range assignment agree whichever of the two leads."""
+    from confluent_kafka import Consumer
+    ok(broker, "topic", "create", topic_name, "--partitions", 4)
+    group = f"g-{topic_name}"
+    out = tmp_path / "rill.out"
+    member = start_member(broker, group, [topic_name], out)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                  "partition.assignment.strategy": "range", "enable.auto.commit": False})
+    try:
+        c.subscribe([topic_name])
+        deadline = time.monotonic() + 90
+        while len(c.assignment()) != 2 or len(wait_for_group(broker, group, 2, procs=[member])["members"]) != 2:
+            assert time.monotonic() < deadline, f"no 2-2 split: {c.assignment()}"
+            c.poll(0.2)
+        theirs = {tp.partition for tp in c.assignment()}
+        values = [f"v{i}" for i in range(40)]
+        ok(broker, "produce", topic_name, input="".join(v + "\n" for v in values))
+        got = []
+        while len(got) + len(lines_of(out)) < len(values):
+            assert time.monotonic() < deadline, (got, lines_of(out))
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                got.append((m.partition(), m.value().decode()))
+        mine = {int(r[1]) for r in lines_of(out)}
+        assert mine and not mine & theirs and mine | theirs == {0, 1, 2, 3}, (mine, theirs)
+        assert {p for p, _ in got} <= theirs
+        assert sorted([v for _, v in got] + [r[3] for r in lines_of(out)]) == sorted(values)
+    finally:
+        c.close()
+        stop([member])
+    assert member.returncode == 0, member.stderr.read()
