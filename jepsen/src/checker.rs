@@ -97,6 +97,9 @@ pub struct Stats {
     pub unseen: usize,
     /// Acked sends never polled, at or below the highest polled offset of their key.
     pub lost: usize,
+    /// Acked sends some poll returned that the complete final drain did not.
+    #[serde(default)]
+    pub missing_from_drain: usize,
     /// Sends that completed `info` (or never completed) whose value was polled: they happened.
     pub indefinite_sends_read: usize,
     /// `None` without a drain; otherwise whether some drain reached every end offset.
@@ -201,6 +204,8 @@ struct Table {
     polled_values: HashSet<Val>,
     /// End offsets of the last complete drain, if any.
     drain: Option<HashMap<Key, Offset>>,
+    /// Values the drain's own polls returned (the drain is the process of the Drain op).
+    drained_values: HashSet<Val>,
 }
 
 impl Table {
@@ -209,6 +214,7 @@ impl Table {
         let mut send_of: HashMap<Val, usize> = HashMap::new();
         let mut obs = Vec::new();
         let mut drain = None;
+        let mut drain_process = None;
         for op in ops {
             match &op.body {
                 Body::Send { key, value, offset } => {
@@ -276,6 +282,7 @@ impl Table {
                     stats.drain_complete = Some(stats.drain_complete.unwrap_or(false) || *complete);
                     if *complete {
                         drain = Some(end_offsets.iter().copied().collect());
+                        drain_process = Some(op.process);
                     }
                 }
                 Body::Nemesis { .. } => stats.nemesis_ops += 1,
@@ -294,6 +301,7 @@ impl Table {
         let mut known_offsets: HashMap<Key, Vec<Offset>> = HashMap::new();
         let mut max_polled: HashMap<Key, (Offset, u64)> = HashMap::new();
         let mut polled_values = HashSet::new();
+        let mut drained_values = HashSet::new();
         for o in &obs {
             let offsets = known_offsets.entry(o.key).or_default();
             if offsets.last() != Some(&o.offset) {
@@ -301,6 +309,9 @@ impl Table {
             }
             if o.via == Via::Poll {
                 polled_values.insert(o.value);
+                if Some(o.process) == drain_process {
+                    drained_values.insert(o.value);
+                }
                 // Ascending order: the last poll seen for a key is at its highest offset.
                 max_polled.insert(o.key, (o.offset, o.op));
             }
@@ -310,7 +321,7 @@ impl Table {
             known_offsets.entry(rec.key).or_default();
         }
         stats.values_read = polled_values.len();
-        Table { sends, send_of, obs, known_offsets, max_polled, polled_values, drain }
+        Table { sends, send_of, obs, known_offsets, max_polled, polled_values, drain, drained_values }
     }
 
     /// The observations of one (key, offset).
@@ -428,11 +439,27 @@ impl Table {
         }
     }
 
-    /// `lost-write` and `unseen`.
+    /// `lost-write`, `unseen` and `missing-from-drain`.
     fn acked_send_anomalies(&self, found: &mut Findings, stats: &mut Stats) {
         let drained = self.drain.is_some();
         for rec in self.sends.iter().filter(|r| r.outcome == Outcome::Ok) {
             if self.polled_values.contains(&rec.value) {
+                // Read once, yet absent when the final drain read every key from its log
+                // start to its end: the log lost it after it was read (for instance a
+                // crash that dropped data the broker had acknowledged and served).
+                if drained && !self.drained_values.contains(&rec.value) {
+                    stats.missing_from_drain += 1;
+                    found.add("missing-from-drain", true, 0, || {
+                        json!({
+                            "key": rec.key,
+                            "value": rec.value,
+                            "offset": rec.offset,
+                            "drain_end_offset": self.drain.as_ref().and_then(|d| d.get(&rec.key).copied()),
+                            "values_polled_at_offset": rec.offset.map(|o| self.values_at(rec.key, o, true)),
+                            "writer": rec.describe(),
+                        })
+                    });
+                }
                 continue;
             }
             let max = self.max_polled.get(&rec.key).copied();
@@ -719,8 +746,22 @@ mod tests {
             self.push(p, OpType::Invoke, body.clone());
             self.push(p, OpType::Ok, body)
         }
+        /// A faithful final drain (process 99): it reads again every value polled so far.
         fn drain(&mut self, complete: bool) -> &mut Self {
-            self.push(0, OpType::Ok, Body::Drain { complete, end_offsets: vec![(0, 10)] })
+            let mut seen: Vec<(Key, Offset, Val)> = Vec::new();
+            for op in &self.ops {
+                if let (OpType::Ok, Body::Poll { records }) = (op.kind, &op.body) {
+                    seen.extend(records.iter().filter(|r| !seen.contains(r)).copied().collect::<Vec<_>>());
+                }
+            }
+            seen.sort_unstable();
+            self.drain_reading(complete, &seen)
+        }
+        fn drain_reading(&mut self, complete: bool, records: &[(Key, Offset, Val)]) -> &mut Self {
+            let mut keys: Vec<Key> = records.iter().map(|r| r.0).collect();
+            keys.dedup();
+            self.assign(99, &keys).poll(99, records);
+            self.push(99, OpType::Ok, Body::Drain { complete, end_offsets: vec![(0, 10)] })
         }
         fn check(&self) -> Analysis {
             check(&self.ops, &CheckOptions::default())
@@ -765,10 +806,28 @@ mod tests {
         assert!(a.anomalies.is_empty(), "{a:#?}");
         let s = &a.stats;
         assert_eq!((s.sends_invoked, s.sends_ok, s.sends_fail, s.sends_info), (8, 5, 1, 2));
-        assert_eq!((s.polls_ok, s.polls_not_ok, s.values_read, s.distinct_keys), (5, 1, 6, 2));
+        assert_eq!((s.polls_ok, s.polls_not_ok, s.values_read, s.distinct_keys), (6, 1, 6, 2));
         assert_eq!((s.acked_read, s.indefinite_sends_read, s.unseen, s.lost), (5, 1, 0, 0));
         assert_eq!(s.drain_complete, Some(true));
         assert_eq!(s.nemesis_ops, 2);
+    }
+
+    /// Kafka without fsync after a power loss of every node: values acknowledged and read
+    /// are gone from the log the final drain reads.
+    #[test]
+    fn read_then_gone_from_the_drain() {
+        let mut h = H::default();
+        h.ok_send(0, 0, 1, 0).ok_send(0, 0, 2, 1).assign(2, &[0]).poll(2, &[(0, 0, 1), (0, 1, 2)]);
+        h.drain_reading(true, &[(0, 0, 1)]);
+        let a = h.check();
+        assert_eq!(kinds(&a), vec![("missing-from-drain", 1)]);
+        assert_eq!(a.bad, vec!["missing-from-drain"]);
+        assert_eq!(a.anomalies["missing-from-drain"].examples[0]["value"], 2);
+        assert_eq!(a.stats.missing_from_drain, 1);
+        // An incomplete drain proves nothing.
+        let mut h = H::default();
+        h.ok_send(0, 0, 1, 0).assign(2, &[0]).poll(2, &[(0, 0, 1)]).drain_reading(false, &[]);
+        assert!(h.check().valid);
     }
 
     #[test]

@@ -494,8 +494,15 @@ fn finish(out: &Path, info: &RunSummary, ops: &[Op]) -> Result<i32> {
     );
     let st = &analysis.stats;
     println!(
-        "   sends ok {} / info {} / fail {}; acked read {}, lost {}, unseen {}; drain complete: {:?}",
-        st.sends_ok, st.sends_info, st.sends_fail, st.acked_read, st.lost, st.unseen, st.drain_complete
+        "   sends ok {} / info {} / fail {}; acked read {}, lost {}, unseen {}, missing from drain {}; drain complete: {:?}",
+        st.sends_ok,
+        st.sends_info,
+        st.sends_fail,
+        st.acked_read,
+        st.lost,
+        st.unseen,
+        st.missing_from_drain,
+        st.drain_complete
     );
     for (name, r) in &analysis.anomalies {
         let verdict = if r.allowed { "allowed" } else { "FORBIDDEN" };
