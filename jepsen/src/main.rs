@@ -126,6 +126,10 @@ fn main() {
 /// Last-resort cleanup for panics, signals, the watchdog and errors: kill every node
 /// process this run started, detach the lossy mounts and delete the namespaces and the bridge.
 fn emergency_cleanup() {
+    // A run that did not get the lock owns nothing; the namespaces belong to the run that has it.
+    if !HOLDS_LOCK.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     db::kill_all_tracked();
     let mounts = std::mem::take(&mut *MOUNTS.lock().unwrap_or_else(|e| e.into_inner()));
     for m in mounts {
@@ -136,6 +140,31 @@ fn emergency_cleanup() {
         }
     }
     net::remove_leftovers();
+}
+
+/// Runs share fixed names (namespaces `rj-n*`, the bridge, node addresses) and remove the
+/// leftovers of crashed runs at start, so a second run at the same time would tear down the
+/// first one's cluster and talk to its nodes. One run per machine, then: this lock file is held
+/// (flock, released by the kernel when the process ends, even by kill -9) for the whole run.
+const LOCK_FILE: &str = "/run/rill-jepsen.lock";
+static HOLDS_LOCK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+fn take_run_lock() -> Result<()> {
+    use std::os::fd::IntoRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(LOCK_FILE)
+        .with_context(|| format!("opening {LOCK_FILE}"))?;
+    // The descriptor is kept open (leaked) for the life of the process: closing it would unlock.
+    let fd = f.into_raw_fd();
+    // SAFETY: flock on a descriptor this process owns.
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another rill-jepsen run holds {LOCK_FILE}: runs share namespaces and addresses, so one at a time");
+    }
+    HOLDS_LOCK.store(true, std::sync::atomic::Ordering::Release);
+    Ok(())
 }
 
 /// Mountpoints of this run's lossy disks, for [`emergency_cleanup`].
@@ -248,6 +277,7 @@ fn wait_topic_leaders(cluster: &Mutex<Cluster>, timeout: Duration) -> Result<()>
 }
 
 fn run(a: RunArgs) -> Result<i32> {
+    take_run_lock()?;
     let seed = a.seed.unwrap_or_else(|| {
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         (t.as_nanos() as u64 ^ u64::from(std::process::id())) % 1_000_000_000
