@@ -354,7 +354,10 @@ fn html(info: &RunInfo, analysis: &Analysis, perf: &Perf) -> io::Result<String> 
             "sends ok / fail / info / pending",
             format!("{} / {} / {} / {}", s.sends_ok, s.sends_fail, s.sends_info, s.sends_pending),
         ),
-        ("acked sends read / lost / unseen", format!("{} / {} / {}", s.acked_read, s.lost, s.unseen)),
+        (
+            "acked sends read / lost / unseen / missing from drain",
+            format!("{} / {} / {} / {}", s.acked_read, s.lost, s.unseen, s.missing_from_drain),
+        ),
         ("polls ok, distinct values read", format!("{}, {}", s.polls_ok, s.values_read)),
         ("keys", s.distinct_keys.to_string()),
         ("final drain", drain.to_string()),
@@ -546,7 +549,12 @@ mod tests {
 
         let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
         assert!(html.contains("INVALID: int-poll-skip, lost-write"));
-        assert!(html.contains("<tr><th>acked sends read / lost / unseen</th><td>29 / 1 / 0</td></tr>"), "{html}");
+        assert!(
+            html.contains(
+                "<tr><th>acked sends read / lost / unseen / missing from drain</th><td>29 / 1 / 0 / 0</td></tr>"
+            ),
+            "{html}"
+        );
         assert!(html.contains("<tr class=\"anomaly\" id=\"lost-write\"><td>lost-write</td><td>1</td>"), "{html}");
         assert!(html.contains("<tr class=\"anomaly\" id=\"int-poll-skip\">"));
         assert_eq!(html.matches("<svg").count(), 2);
