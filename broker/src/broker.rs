@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rill_protocol::messages::{RequestKind, ResponseKind};
+use rill_protocol::messages::{ProduceResponse, RequestKind, ResponseKind};
 use rill_protocol::Request;
 
 use crate::cluster::{Cluster, Command};
@@ -148,10 +148,15 @@ impl Broker {
         match req.body {
             RequestKind::Produce(r) => {
                 let started = handlers::produce::start(self, r, version).await;
+                let (broker, listener) = (self.clone(), ctx.listener.clone());
+                let hinted = move |mut r: ProduceResponse| {
+                    handlers::leader_hints::produce(&broker, &mut r, version, &listener);
+                    r.into()
+                };
                 if started.is_done() {
-                    Reply::Now(started.finish().await.map(Into::into))
+                    Reply::Now(started.finish().await.map(hinted))
                 } else {
-                    Reply::Later(Box::pin(async move { started.finish().await.map(Into::into) }))
+                    Reply::Later(Box::pin(async move { started.finish().await.map(hinted) }))
                 }
             }
             body => Reply::Now(self.handle(Request { body, ..req }, ctx).await),
@@ -166,7 +171,11 @@ impl Broker {
             RequestKind::ApiVersions(r) => handlers::api_versions::handle(r, version).into(),
             RequestKind::Metadata(r) => handlers::metadata::handle(self, r, version, ctx).await.into(),
             RequestKind::Produce(r) => return handlers::produce::handle(self, r, version).await.map(Into::into),
-            RequestKind::Fetch(r) => handlers::fetch::handle(self, r, version).await.into(),
+            RequestKind::Fetch(r) => {
+                let mut resp = handlers::fetch::handle(self, r, version).await;
+                handlers::leader_hints::fetch(self, &mut resp, version, &ctx.listener);
+                resp.into()
+            }
             RequestKind::ListOffsets(r) => handlers::list_offsets::handle(self, r, version).into(),
             RequestKind::OffsetForLeaderEpoch(r) => handlers::list_offsets::offset_for_leader_epoch(self, r).into(),
             RequestKind::CreateTopics(r) => handlers::topics::create(self, r, version).into(),

@@ -114,6 +114,14 @@ class R:
                 self.uvarint()
                 self.take(self.uvarint())
 
+    def tagged(self):
+        """Tagged fields as {tag: raw bytes} (flexible versions)."""
+        out = {}
+        for _ in range(self.uvarint()):
+            tag = self.uvarint()
+            out[tag] = self.take(self.uvarint())
+        return out
+
 
 # ---------------------------------------------------------------- framing
 def request(api_key, version, corr, body, flexible_header, client_id="rill-raw-test"):
@@ -262,3 +270,38 @@ def produce(s, apis, topic, partition, records_bytes, acks=-1, corr=11):
     err = r.i16()
     base = r.i64()
     return err, base
+
+
+def produce_v10(s, topic, partition, records_bytes, version=10, corr=12):
+    """Produce (v10-v12, flexible, by topic name) of one partition; returns (error_code,
+    current_leader as (id, epoch) or None, node_endpoints as {id: (host, port)}): KIP-951."""
+    w = W(True)
+    w.string(None).i16(-1).i32(30000)
+    w.array([topic], lambda w, t: (w.string(t).array(
+        [partition], lambda w, p: w.i32(p).bytes_(records_bytes).tags()).tags())).tags()
+    s.sendall(request(API_PRODUCE, version, corr, bytes(w.b), flexible_header=True))
+    r = R(recv_frame(s), True)
+    assert r.i32() == corr
+    r.tags()
+    assert r.array_len() == 1 and r.string() == topic and r.array_len() == 1
+    assert r.i32() == partition
+    err = r.i16()
+    r.i64(), r.i64(), r.i64()  # base offset, log append time, log start offset
+    for _ in range(r.array_len()):  # record errors
+        r.i32(), r.string(), r.tags()
+    r.string()  # error message
+    leader = None
+    for tag, raw in r.tagged().items():
+        if tag == 0:
+            leader = struct.unpack(">ii", raw[:8])
+    r.tags()  # topic
+    r.i32()  # throttle
+    endpoints = {}
+    for tag, raw in r.tagged().items():
+        if tag == 0:
+            e = R(raw, True)
+            for _ in range(e.array_len()):
+                node, host, port = e.i32(), e.string(), e.i32()
+                e.string(), e.tags()
+                endpoints[node] = (host, port)
+    return err, leader, endpoints

@@ -223,6 +223,23 @@ def test_idempotent_retry_after_leader_change_is_not_appended_twice(cluster):
     assert [v for _, v in got[0]] == ["once-0", "once-1", "once-2", "next"]
 
 
+def test_not_leader_answers_name_the_leader(cluster):
+    """KIP-951: a produce sent to a follower is refused with NOT_LEADER_OR_FOLLOWER that names
+    the current leader, its epoch, and the leader's endpoint."""
+    import kproto
+    create(cluster, "hints", 1)
+    leader = cluster.leader("hints", 0)
+    follower = next(i for i in cluster.nodes if i != leader)
+    s = kproto.connect(cluster.nodes[follower])
+    try:
+        err, current, endpoints = kproto.produce_v10(s, "hints", 0, kproto.record_batch([(None, b"x")]))
+    finally:
+        s.close()
+    assert err == 6  # NOT_LEADER_OR_FOLLOWER
+    assert current is not None and current[0] == leader and current[1] >= 1
+    assert endpoints == {leader: ("127.0.0.1", cluster.nodes[leader].port)}
+
+
 def test_users_and_acls_are_the_same_on_every_node():
     """SCRAM users and ACLs are metadata: changed through one node, every node has them, also
     after a restart (the metadata log is replayed)."""

@@ -6,6 +6,7 @@ pub mod configs;
 pub mod elect;
 pub mod fetch;
 pub mod groups;
+pub mod leader_hints;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
