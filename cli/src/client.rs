@@ -3,14 +3,19 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::protocol::Request;
-use rill_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use rill_broker::security::scram::{ScramClient, ScramMechanism};
+use rill_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use rill_protocol::{Decodable, Encodable, ResponseError, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const CLIENT_ID: &str = "rill-cli";
@@ -111,13 +116,76 @@ pub struct ClientOpts {
     pub client_id: String,
     /// Per request (and per connection attempt).
     pub request_timeout: Duration,
+    pub security: Security,
 }
 
 impl Default for ClientOpts {
     fn default() -> Self {
-        ClientOpts { client_id: CLIENT_ID.to_string(), request_timeout: Duration::from_secs(30) }
+        ClientOpts {
+            client_id: CLIENT_ID.to_string(),
+            request_timeout: Duration::from_secs(30),
+            security: Security::default(),
+        }
     }
 }
+
+/// How connections are secured (`security.protocol` and the `ssl.*`/`sasl.*` client
+/// properties): TLS when `tls` is set, SASL after the version exchange when `sasl` is.
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<Sasl>,
+}
+
+/// SASL/PLAIN or SCRAM-SHA-256/512 credentials.
+#[derive(Clone)]
+pub struct Sasl {
+    pub mechanism: String,
+    pub user: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password, not even in debug output.
+        write!(f, "Sasl {{ mechanism: {:?}, user: {:?} }}", self.mechanism, self.user)
+    }
+}
+
+/// TLS client settings: the broker certificate must chain to a CA of the PEM file `ca` (and
+/// name the host connected to); `keystore`, a PEM file with a certificate chain and its
+/// private key, is presented when the listener asks for a client certificate (mTLS).
+pub fn client_tls(ca: &std::path::Path, keystore: Option<&std::path::Path>) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("reading {}", ca.display()))? {
+        roots.add(cert.with_context(|| format!("a certificate in {}", ca.display()))?)?;
+    }
+    if roots.is_empty() {
+        bail!("{} holds no PEM certificate (ssl.truststore.location)", ca.display());
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match keystore {
+        None => builder.with_no_client_auth(),
+        Some(ks) => {
+            let chain = CertificateDer::pem_file_iter(ks)
+                .with_context(|| format!("reading {}", ks.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .with_context(|| format!("a certificate in {}", ks.display()))?;
+            let key =
+                PrivateKeyDer::from_pem_file(ks).with_context(|| format!("the private key in {}", ks.display()))?;
+            builder.with_client_auth_cert(chain, key).with_context(|| format!("the keystore {}", ks.display()))?
+        }
+    })
+}
+
+/// A plain or TLS connection.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A failed connection attempt, worded so the user knows what to try next.
 fn connect_error(addr: &str, e: &std::io::Error) -> anyhow::Error {
@@ -145,7 +213,7 @@ fn connect_error(addr: &str, e: &std::io::Error) -> anyhow::Error {
 /// One connection to one broker.
 pub struct Client {
     pub addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     correlation: i32,
     versions: HashMap<i16, (i16, i16)>,
     opts: ClientOpts,
@@ -165,12 +233,76 @@ impl Client {
             })?
             .map_err(|e| connect_error(addr, &e))?;
         stream.set_nodelay(true).ok();
+        let stream: Box<dyn Io> = match &opts.security.tls {
+            None => Box::new(stream),
+            Some(tls) => {
+                let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|e| anyhow!("cannot use {host:?} as a TLS server name: {e}"))?;
+                let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, stream);
+                let tls = tokio::time::timeout(timeout, handshake)
+                    .await
+                    .map_err(|_| anyhow!("TLS handshake with {addr} timed out (is it a TLS listener?)"))?
+                    .map_err(|e| {
+                        anyhow!(
+                            "TLS handshake with {addr} failed: {e} (check ssl.truststore.location and the listener)"
+                        )
+                    })?;
+                Box::new(tls)
+            }
+        };
         let mut c =
             Client { addr: addr.to_string(), stream, correlation: 0, versions: HashMap::new(), opts: opts.clone() };
         c.negotiate().await.with_context(|| {
             format!("connected to {addr} but it did not answer ApiVersions (is it a Kafka-protocol broker?)")
         })?;
+        if let Some(sasl) = &opts.security.sasl {
+            c.authenticate(sasl).await?;
+        }
         Ok(c)
+    }
+
+    /// SaslHandshake, then one (PLAIN) or two (SCRAM) SaslAuthenticate rounds.
+    async fn authenticate(&mut self, sasl: &Sasl) -> anyhow::Result<()> {
+        let addr = self.addr.clone();
+        let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(sasl.mechanism.clone()));
+        let resp: SaslHandshakeResponse = self.send(&hs).await?;
+        if resp.error_code != 0 {
+            let offered: Vec<String> = resp.mechanisms.iter().map(|m| m.to_string()).collect();
+            bail!(
+                "{addr} does not accept SASL mechanism {} on this listener (it offers: {}); set sasl.mechanism",
+                sasl.mechanism,
+                offered.join(", ")
+            );
+        }
+        let mut scram = match sasl.mechanism.as_str() {
+            "PLAIN" => None,
+            m => match ScramMechanism::from_name(m) {
+                Some(mech) => Some(ScramClient::new(mech, &sasl.user, &sasl.password)),
+                None => bail!("SASL mechanism {m} is not supported by rill (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"),
+            },
+        };
+        let first = match &scram {
+            None => format!("\0{}\0{}", sasl.user, sasl.password).into_bytes(),
+            Some(c) => c.client_first(),
+        };
+        let reply = self.sasl_round(first).await?;
+        if let Some(c) = &mut scram {
+            let fin = c.client_final(&reply).map_err(|e| anyhow!("SCRAM with {addr}: {e}"))?;
+            let reply = self.sasl_round(fin).await?;
+            c.verify_server_final(&reply).map_err(|e| anyhow!("SCRAM with {addr}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    async fn sasl_round(&mut self, bytes: Vec<u8>) -> anyhow::Result<Bytes> {
+        let req = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(bytes));
+        let resp: SaslAuthenticateResponse = self.send(&req).await?;
+        if resp.error_code != 0 {
+            let why = resp.error_message.map(|m| m.to_string()).unwrap_or_else(|| error_name(resp.error_code));
+            bail!("authentication with {} failed: {why} (check the user and password)", self.addr);
+        }
+        Ok(resp.auth_bytes)
     }
 
     async fn negotiate(&mut self) -> anyhow::Result<()> {

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 
 use crate::admin::{usage, Conn};
-use crate::client::ClientOpts;
+use crate::client::{ClientOpts, Sasl, Security};
 
 pub const DEFAULT_BOOTSTRAP: &str = "127.0.0.1:9092";
 
@@ -97,6 +97,66 @@ struct CommandConfig {
     bootstrap: Option<String>,
     client_id: Option<String>,
     request_timeout: Option<Duration>,
+    security: Security,
+}
+
+/// `security.protocol` and its `ssl.*`/`sasl.*` properties, as the Kafka tools (and, for the
+/// truststore and credentials, librdkafka's names) spell them. Truststores and keystores are
+/// PEM files (`ssl.truststore.type=PEM`, Kafka's PEM support); JKS/PKCS12 are refused.
+fn security_of(props: &BTreeMap<String, String>, shown: &str) -> anyhow::Result<Security> {
+    let get = |k: &str| props.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let protocol = get("security.protocol").unwrap_or_else(|| "PLAINTEXT".into()).to_ascii_uppercase();
+    let (tls, sasl) = match protocol.as_str() {
+        "PLAINTEXT" => (false, false),
+        "SSL" => (true, false),
+        "SASL_PLAINTEXT" => (false, true),
+        "SASL_SSL" => (true, true),
+        other => {
+            return Err(usage(format!(
+                "security.protocol={other} in {shown}: expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+            )))
+        }
+    };
+    let mut out = Security::default();
+    if tls {
+        for k in ["ssl.truststore.type", "ssl.keystore.type"] {
+            if let Some(t) = get(k).filter(|t| !t.eq_ignore_ascii_case("PEM")) {
+                return Err(usage(format!("{k}={t} in {shown}: rill reads PEM files only (convert with openssl)")));
+            }
+        }
+        if get("ssl.endpoint.identification.algorithm").is_none()
+            && props.contains_key("ssl.endpoint.identification.algorithm")
+        {
+            return Err(usage(format!(
+                "ssl.endpoint.identification.algorithm is empty in {shown}: rill always checks the broker's host name"
+            )));
+        }
+        let ca = get("ssl.truststore.location").or_else(|| get("ssl.ca.location")).ok_or_else(|| {
+            usage(format!("security.protocol={protocol} in {shown} needs ssl.truststore.location (a PEM CA file)"))
+        })?;
+        let keystore = get("ssl.keystore.location");
+        out.tls =
+            Some(std::sync::Arc::new(crate::client::client_tls(Path::new(&ca), keystore.as_deref().map(Path::new))?));
+    }
+    if sasl {
+        let mechanism = get("sasl.mechanism").unwrap_or_else(|| "GSSAPI".into()).to_ascii_uppercase();
+        let jaas = get("sasl.jaas.config").unwrap_or_default();
+        let from_jaas = |key: &str| {
+            let start = jaas.find(&format!("{key}=\""))? + key.len() + 2;
+            let end = jaas[start..].find('"')?;
+            Some(jaas[start..start + end].to_string())
+        };
+        let user = from_jaas("username").or_else(|| get("sasl.username"));
+        let password = from_jaas("password").or_else(|| get("sasl.password"));
+        let (Some(user), Some(password)) = (user, password) else {
+            return Err(usage(format!(
+                "security.protocol={protocol} in {shown} needs credentials: sasl.jaas.config with username=\"...\" \
+                 password=\"...\" (or sasl.username and sasl.password)"
+            )));
+        };
+        out.sasl = Some(Sasl { mechanism, user, password });
+    }
+    Ok(out)
 }
 
 fn timeout_ms(v: &str, what: &str) -> anyhow::Result<Duration> {
@@ -112,20 +172,7 @@ fn read_command_config(path: &Path) -> anyhow::Result<CommandConfig> {
     let props = parse_properties(&text);
     let mut cc = CommandConfig::default();
     let shown = path.display();
-    if let Some(p) = props.get("security.protocol") {
-        if !p.trim().eq_ignore_ascii_case("PLAINTEXT") {
-            return Err(anyhow!(
-                "security.protocol={} in {shown} is not supported yet: rill's admin commands speak PLAINTEXT \
-                 only (no TLS or SASL); use a PLAINTEXT listener",
-                p.trim()
-            ));
-        }
-    }
-    if let Some(k) = props.keys().find(|k| k.starts_with("sasl.") || k.starts_with("ssl.")) {
-        return Err(anyhow!(
-            "{k} in {shown} is not supported yet: rill's admin commands speak PLAINTEXT only (no TLS or SASL)"
-        ));
-    }
+    cc.security = security_of(&props, &shown.to_string())?;
     cc.bootstrap = props.get("bootstrap.servers").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     cc.client_id = props.get("client.id").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     if let Some(v) = props.get("request.timeout.ms") {
@@ -241,6 +288,7 @@ pub fn resolve(conn: &Conn) -> anyhow::Result<Settings> {
     if let Some(t) = cc.request_timeout.or(profile.request_timeout) {
         opts.request_timeout = t;
     }
+    opts.security = cc.security;
     Ok(Settings { bootstrap, opts })
 }
 

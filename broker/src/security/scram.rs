@@ -229,6 +229,73 @@ impl UserStore {
     }
 }
 
+/// Client side of one SCRAM exchange (RFC 5802/7677, no channel binding), for the rill CLI:
+/// [`ScramClient::client_first`], then [`ScramClient::client_final`] with the server's first
+/// message, then [`ScramClient::verify_server_final`] so a server that does not know the
+/// password cannot pass for the real one.
+pub struct ScramClient {
+    mech: ScramMechanism,
+    password: String,
+    nonce: String,
+    client_first_bare: String,
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ScramClient {
+    pub fn new(mech: ScramMechanism, user: &str, password: &str) -> Self {
+        let mut raw = [0u8; 18];
+        let _ = ring::rand::SystemRandom::new().fill(&mut raw);
+        let nonce = B64.encode(raw);
+        let user = user.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={user},r={nonce}");
+        ScramClient { mech, password: password.to_string(), nonce, client_first_bare, server_signature: None }
+    }
+
+    pub fn client_first(&self) -> Vec<u8> {
+        format!("n,,{}", self.client_first_bare).into_bytes()
+    }
+
+    /// The proof, from the server's first message (`r=...,s=...,i=...`).
+    pub fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, String> {
+        let text = std::str::from_utf8(server_first).map_err(|_| "server-first message is not UTF-8")?;
+        let attr = |k: &str| text.split(',').find_map(|kv| kv.strip_prefix(k).and_then(|v| v.strip_prefix('=')));
+        let nonce = attr("r").ok_or("server-first message without a nonce")?;
+        if !nonce.starts_with(&self.nonce) || nonce.len() == self.nonce.len() {
+            return Err("the server's nonce does not extend ours".into());
+        }
+        let salt = B64.decode(attr("s").ok_or("server-first message without a salt")?).map_err(|e| e.to_string())?;
+        let iterations: i32 =
+            attr("i").and_then(|i| i.parse().ok()).ok_or("server-first message without iterations")?;
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(format!("the server asks for {iterations} iterations"));
+        }
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{},{text},{without_proof}", self.client_first_bare);
+        let salted = salted_password(self.mech, &self.password, &salt, iterations);
+        let client_key = self.mech.hmac(&salted, b"Client Key");
+        let stored_key = self.mech.hash(&client_key);
+        let signature = self.mech.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(a, b)| a ^ b).collect();
+        let server_key = self.mech.hmac(&salted, b"Server Key");
+        self.server_signature = Some(self.mech.hmac(&server_key, auth_message.as_bytes()));
+        Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server's final message (`v=...`, or `e=...` for a refusal).
+    pub fn verify_server_final(&self, server_final: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(server_final).map_err(|_| "server-final message is not UTF-8")?;
+        if let Some(e) = text.strip_prefix("e=") {
+            return Err(format!("the server refused: {e}"));
+        }
+        let v = text.strip_prefix("v=").ok_or("server-final message without a signature")?;
+        let got = B64.decode(v).map_err(|e| e.to_string())?;
+        match &self.server_signature {
+            Some(want) if super::ct_eq(want, &got) => Ok(()),
+            _ => Err("the server's signature is wrong: it does not know this user's credentials".into()),
+        }
+    }
+}
+
 /// Server side of one SCRAM exchange.
 pub struct ScramServer {
     mech: ScramMechanism,
@@ -367,30 +434,6 @@ impl ScramServer {
 mod tests {
     use super::*;
 
-    /// A minimal client, to check the server against RFC 5802's arithmetic end to end.
-    fn client_final(mech: ScramMechanism, pw: &str, cfirst_bare: &str, sfirst: &str) -> String {
-        let mut salt = None;
-        let mut iters = 0;
-        let mut nonce = "";
-        for a in sfirst.split(',') {
-            if let Some(v) = a.strip_prefix("s=") {
-                salt = Some(B64.decode(v).unwrap());
-            } else if let Some(v) = a.strip_prefix("i=") {
-                iters = v.parse().unwrap();
-            } else if let Some(v) = a.strip_prefix("r=") {
-                nonce = v;
-            }
-        }
-        let salted = salted_password(mech, pw, &salt.unwrap(), iters);
-        let client_key = mech.hmac(&salted, b"Client Key");
-        let stored = mech.hash(&client_key);
-        let without = format!("c=biws,r={nonce}");
-        let am = format!("{cfirst_bare},{sfirst},{without}");
-        let sig = mech.hmac(&stored, am.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
-        format!("{without},p={}", B64.encode(proof))
-    }
-
     #[test]
     fn scram_exchange_accepts_right_and_refuses_wrong_password() {
         let dir = tempfile::tempdir().unwrap();
@@ -400,12 +443,18 @@ mod tests {
                 .apply(vec![("alice".into(), mech, ScramCredential::from_password(mech, "s3cret", 4096))], vec![])
                 .unwrap();
             for (pw, ok) in [("s3cret", true), ("wrong", false)] {
+                // The client and the server of this module, against each other.
                 let mut srv = ScramServer::new(mech);
-                let bare = "n=alice,r=abc";
-                let Step::Continue(sfirst) = srv.step(format!("n,,{bare}").as_bytes(), &store) else { panic!() };
-                let fin = client_final(mech, pw, bare, std::str::from_utf8(&sfirst).unwrap());
-                match srv.step(fin.as_bytes(), &store) {
-                    Step::Success { user, .. } => assert!(ok && user == "alice"),
+                let mut cli = ScramClient::new(mech, "alice", pw);
+                let Step::Continue(sfirst) = srv.step(&cli.client_first(), &store) else { panic!() };
+                let fin = cli.client_final(&sfirst).unwrap();
+                match srv.step(&fin, &store) {
+                    Step::Success { user, reply } => {
+                        assert!(ok && user == "alice");
+                        cli.verify_server_final(&reply).unwrap();
+                        // A server that does not know the credentials cannot pass for this one.
+                        assert!(cli.verify_server_final(b"v=AAAA").is_err());
+                    }
                     Step::Fail(_) => assert!(!ok),
                     Step::Continue(_) => panic!(),
                 }
@@ -425,8 +474,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = UserStore::open(dir.path().join(USERS_FILE)).unwrap();
         let mut srv = ScramServer::new(ScramMechanism::Sha256);
-        let Step::Continue(sfirst) = srv.step(b"n,,n=bob,r=xyz", &store) else { panic!() };
-        let fin = client_final(ScramMechanism::Sha256, "pw", "n=bob,r=xyz", std::str::from_utf8(&sfirst).unwrap());
-        assert!(matches!(srv.step(fin.as_bytes(), &store), Step::Fail(_)));
+        let mut cli = ScramClient::new(ScramMechanism::Sha256, "bob", "pw");
+        let Step::Continue(sfirst) = srv.step(&cli.client_first(), &store) else { panic!() };
+        let fin = cli.client_final(&sfirst).unwrap();
+        assert!(matches!(srv.step(&fin, &store), Step::Fail(_)));
     }
 }
