@@ -1033,37 +1033,4 @@ mod tests {
         assert_eq!(r.examples.len(), MAX_EXAMPLES);
         assert_eq!(r.examples[0]["process"], 2);
     }
-
-    /// Run with `cargo test -p rill-jepsen --release --lib -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn a_million_ops_check_quickly() {
-        let mut h = H::default();
-        let (producers, keys) = (8u32, 16u32);
-        let mut next_offset = vec![0i64; keys as usize];
-        let mut v = 0u64;
-        h.push(NEMESIS_PROCESS, OpType::Invoke, nemesis(NemesisAction::Start));
-        while h.ops.len() < 900_000 {
-            let k = (v % keys as u64) as u32;
-            let o = next_offset[k as usize];
-            next_offset[k as usize] += 1;
-            h.ok_send((v % producers as u64) as u32, k, v, o);
-            v += 1;
-        }
-        for k in 0..keys {
-            h.assign(100 + k, &[k]);
-            let records: Vec<(Key, Offset, Val)> =
-                (0..next_offset[k as usize]).map(|o| (k, o, o as u64 * keys as u64 + k as u64)).collect();
-            for chunk in records.chunks(10) {
-                h.poll(100 + k, chunk);
-            }
-        }
-        h.drain(true);
-        let start = std::time::Instant::now();
-        let a = h.check();
-        let took = start.elapsed();
-        eprintln!("check: {} ops, {} records polled, {:?}", h.ops.len(), a.stats.records_polled, took);
-        assert!(a.valid, "{:#?}", a.bad);
-        assert_eq!(a.stats.acked_read, v as usize);
-    }
 }
