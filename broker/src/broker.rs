@@ -14,8 +14,8 @@ use crate::error::KafkaError;
 use crate::groups::GroupCoordinator;
 use crate::handlers;
 use crate::security::{self, Security};
-use crate::topics::Topic;
 use crate::topics::Topics;
+use crate::topics::{Partition, Topic};
 
 /// How a request is answered: now, or by a future that may run while the connection goes on
 /// to its next request (only a produce waiting for its fsync does that).
@@ -131,6 +131,15 @@ impl Broker {
         block_on(c.propose_and_wait(&Command::SetConfigs { name: name.to_string(), id: t.id, configs }))
     }
 
+    /// DeleteRecords on a replicated partition: every replica learns the new log start from
+    /// the metadata log; this node carries it out before answering.
+    pub fn delete_records_replicated(&self, t: &Topic, p: &Partition, offset: i64) -> Result<i64, KafkaError> {
+        let Some(c) = &self.cluster else { return Ok(p.log.delete_records_before(offset)?) };
+        let cmd = Command::DeleteRecords { name: t.name.clone(), id: t.id, partition: p.index, offset };
+        block_on(c.propose_and_wait(&cmd))?;
+        block_on(crate::cluster::delete_prefix(p, offset))
+    }
+
     /// Users and ACLs: on a single node changed here; in a cluster through the metadata quorum,
     /// returning once this node has applied the change.
     fn change_security(&self, change: security::SecurityChange) -> Result<(), String> {
@@ -244,7 +253,13 @@ impl Broker {
                 }
                 _ = retention_tick.tick() => {
                     let broker = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || broker.enforce_retention()).await;
+                    let replicated = tokio::task::spawn_blocking(move || broker.enforce_retention()).await;
+                    for (p, offset) in replicated.unwrap_or_default() {
+                        match crate::cluster::delete_prefix(&p, offset).await {
+                            Ok(start) => tracing::debug!(topic = %p.topic, partition = p.index, log_start = start, "retention"),
+                            Err(e) => tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                        }
+                    }
                 }
             }
         }
@@ -261,16 +276,32 @@ impl Broker {
         }
     }
 
-    fn enforce_retention(&self) {
+    /// Retention on single-node logs. Replicated logs delete through their Raft group
+    /// ([`crate::cluster::delete_prefix`]): returned are those that have something to delete,
+    /// with the offset their log should start at (retention, or a DeleteRecords not yet
+    /// carried out here).
+    fn enforce_retention(&self) -> Vec<(Arc<Partition>, i64)> {
         let now = now_ms();
+        let mut replicated = Vec::new();
         for t in self.topics.list() {
-            if !t.settings.cleanup_policy.contains("delete") {
-                continue;
-            }
+            let by_policy = t.settings.cleanup_policy.contains("delete");
             for p in &t.partitions {
                 if p.replica.is_some() {
-                    // Retention on a replicated log must be agreed through Raft (a purge at a
-                    // segment boundary); until that lands, replicated partitions keep their data.
+                    let floor = p.delete_floor.load(std::sync::atomic::Ordering::Acquire);
+                    let point = match by_policy {
+                        true => p.log.retention_point(now).unwrap_or_else(|e| {
+                            tracing::error!(topic = %p.topic, partition = p.index, error = %e, "retention failed");
+                            None
+                        }),
+                        false => None,
+                    };
+                    let target = point.unwrap_or(-1).max(floor);
+                    if target > p.log.log_start_offset() {
+                        replicated.push((p.clone(), target));
+                    }
+                    continue;
+                }
+                if !by_policy {
                     continue;
                 }
                 match p.log.enforce_retention(now) {
@@ -284,6 +315,7 @@ impl Broker {
                 }
             }
         }
+        replicated
     }
 }
 

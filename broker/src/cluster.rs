@@ -86,6 +86,13 @@ pub enum Command {
     },
     /// Users and ACLs (every node authenticates and authorizes from the same state).
     Security(crate::security::SecurityChange),
+    /// DeleteRecords: every replica moves the partition's log start to `offset`.
+    DeleteRecords {
+        name: String,
+        id: Uuid,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 impl Command {
@@ -381,6 +388,7 @@ impl Cluster {
             producers: parking_lot::Mutex::new(ProducerStates::default()),
             producers_term: std::sync::atomic::AtomicU64::new(0),
             stats: Default::default(),
+            delete_floor: std::sync::atomic::AtomicI64::new(-1),
         });
         // Long-polling fetches wait on `appended`: wake them when the high watermark moves,
         // and forget producer state when leadership changes (it is not replicated yet).
@@ -496,6 +504,16 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
         // Replayed from the log's start after a restart: re-adding and re-deleting in order
         // ends in the same state the node had.
         Command::Security(change) => broker.security.apply_change(change)?,
+        Command::DeleteRecords { name, id, partition, offset } => {
+            let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            if let Ok(p) = t.partition(partition) {
+                p.delete_floor.fetch_max(offset, std::sync::atomic::Ordering::AcqRel);
+                // Carried out beside the apply loop (it waits for a snapshot and a purge), or
+                // by a retention pass once this replica has replicated up to `offset`. A
+                // replayed command finds the records gone already.
+                tokio::spawn(async move { delete_prefix(&p, offset).await });
+            }
+        }
     }
     Ok(())
 }
@@ -554,6 +572,39 @@ async fn rebalance_leaders(broker: Arc<Broker>) {
             }
         }
     }
+}
+
+/// Deletes this replica's records below `offset` as far as it holds them: the Raft log is
+/// purged to the last whole entry below (see `Group::purge_to`), then the log start moves
+/// to `offset` itself, which may fall inside the next entry, as in Kafka. Returns the log
+/// start offset.
+pub async fn delete_prefix(p: &Partition, offset: i64) -> Result<i64, KafkaError> {
+    let Some(g) = &p.replica else { return Ok(p.log.log_start_offset()) };
+    let offset = offset.min(p.high_watermark());
+    if offset <= p.log.log_start_offset() {
+        return Ok(p.log.log_start_offset());
+    }
+    let purged_end = || g.shared.with_index(|idx| idx.purged().map_or(i64::MIN, |m| m.end));
+    let purged = g.purge_to(offset).await.map_err(|e| {
+        tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "purging the log prefix failed");
+        KafkaError::RequestTimedOut
+    })?;
+    if let Some(cut) = purged {
+        // openraft purges on its own schedule (a leader waits while replication reads the
+        // prefix). Segments must not go before it has: replication may still read them.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while purged_end() < cut && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    // Only segments wholly below `offset` go, and every entry in them is purged by now;
+    // otherwise the next retention pass finishes the job.
+    if purged_end() >= g.shared.with_index(|idx| idx.entry_of_offset(offset).map_or(offset, |m| m.start))
+        && offset <= p.log.log_end_offset()
+    {
+        p.log.delete_records_before(offset)?;
+    }
+    Ok(p.log.log_start_offset())
 }
 
 /// Node ids as Kafka shows them.

@@ -45,6 +45,9 @@ pub struct Partition {
     pub producers_term: std::sync::atomic::AtomicU64,
     /// Bytes and records in and out since start, for metrics.
     pub stats: crate::metrics::PartitionStats,
+    /// Cluster mode: the log start DeleteRecords asked for (-1: none). Every node learns it
+    /// from the metadata log and moves its replica's log start there once it holds it.
+    pub delete_floor: std::sync::atomic::AtomicI64,
 }
 
 impl Partition {
@@ -269,6 +272,7 @@ impl Topics {
                 producers: Mutex::new(ProducerStates::default()),
                 producers_term: std::sync::atomic::AtomicU64::new(0),
                 stats: Default::default(),
+                delete_floor: std::sync::atomic::AtomicI64::new(-1),
             }));
         }
         Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions })

@@ -37,8 +37,8 @@ pub fn raft_config(timing: &Timing) -> Arc<Config> {
         heartbeat_interval: timing.heartbeat_ms,
         election_timeout_min: timing.election_min_ms,
         election_timeout_max: timing.election_max_ms,
-        // A partition's records are its state: a snapshot could not carry them, so the log is
-        // never compacted behind followers' backs (retention works on the segments instead).
+        // A partition's records are its state: a snapshot cannot carry them, so snapshots are
+        // built only where retention or DeleteRecords cut the log (`Group::purge_to`).
         snapshot_policy: SnapshotPolicy::Never,
         // Bounds the bytes of one AppendEntries (entries are produce requests, up to ~1 MiB).
         max_payload_entries: 64,
@@ -195,6 +195,48 @@ impl Group {
         let m = m.borrow_watched();
         let (Some(repl), Some(last)) = (m.replication.as_ref(), m.last_log_index) else { return false };
         repl.get(&node).is_some_and(|matched| matched.as_ref().is_some_and(|l| l.index >= last))
+    }
+
+    /// Removes the log's prefix below Kafka offset `offset` on this replica (retention,
+    /// DeleteRecords), as far as whole applied entries allow: builds a snapshot at the last
+    /// entry ending at or below both `offset` and the high watermark and has openraft purge
+    /// up to it, which deletes those records (see `LogStore::purge`). Followers that still
+    /// need the purged entries get the snapshot and restart their logs where it ends.
+    /// Returns the Kafka offset the Raft log now starts at, or `None` if nothing was purged.
+    /// Each replica does this on its own, as each Kafka replica applies retention itself.
+    pub async fn purge_to(&self, offset: i64) -> Result<Option<i64>, WriteError> {
+        let applied = self.raft.metrics().borrow_watched().last_applied;
+        let Some(applied) = applied else { return Ok(None) };
+        let target = offset.min(self.shared.high_watermark());
+        let cut = self.shared.with_index(|idx| {
+            let purged = idx.purged().map(|p| p.log_id.index);
+            let first = idx.first_index()?;
+            let last = idx.last()?.log_id.index.min(applied.index);
+            // Ends only grow with the index: the last entry ending at or below `target`.
+            let mut found = None;
+            for i in first..=last {
+                let m = idx.get(i)?;
+                if m.end > target {
+                    break;
+                }
+                found = Some(m.clone());
+            }
+            found.filter(|m| purged.is_none_or(|p| m.log_id.index > p))
+        });
+        let Some(cut) = cut else { return Ok(None) };
+        let fatal = |e: openraft::error::Fatal<crate::TypeConfig>| WriteError::Fatal(e.to_string());
+        self.shared.request_cut(cut.clone());
+        self.raft.trigger().snapshot().await.map_err(fatal)?;
+        let built = self
+            .raft
+            .wait(Some(Duration::from_secs(10)))
+            .metrics(|m| m.snapshot.is_some_and(|s| s.index >= cut.log_id.index), "snapshot at the cut")
+            .await;
+        if built.is_err() {
+            return Err(WriteError::Fatal(format!("no snapshot at {} in time", cut.log_id)));
+        }
+        self.raft.trigger().purge_log(cut.log_id.index).await.map_err(fatal)?;
+        Ok(Some(cut.end))
     }
 
     pub async fn shutdown(&self) {

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
 use crate::entry_index::{EntryIndex, EntryKind, EntryMeta};
-use crate::{Batches, Entry, LogId, TypeConfig, Vote};
+use crate::{Batches, Entry, LogId, SnapshotMeta, StoredMembership, TypeConfig, Vote};
 
 /// The vote: written only durably (fsynced file, rename, fsynced directory). Files written by
 /// older versions also hold a committed hint, which is still read.
@@ -39,10 +39,23 @@ pub const STATE_FILE: &str = "raft-state.json";
 /// loss may leave it empty or stale, and it must never share a file (or a temporary file)
 /// with the vote, whose loss would let this node vote twice in one term.
 pub const COMMITTED_FILE: &str = "raft-committed.json";
+/// The last snapshot's position, written durably before the log is purged up to it: a
+/// partition snapshot carries no records, only where the log continues (see `purge`).
+pub const SNAPSHOT_FILE: &str = "raft-snapshot.json";
 
 /// How often the committed index is written down at most. It is only a hint for replaying
 /// after a restart (openraft re-learns the commit index from the leader), so it is not fsynced.
 const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A partition snapshot: the Raft position of a log prefix that retention or DeleteRecords
+/// removed, and the Kafka offset the log continues at. It carries no records: a follower
+/// that receives one starts its log, empty, at `high_watermark`, as a Kafka follower starts
+/// at the leader's log start offset.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPoint {
+    pub meta: SnapshotMeta,
+    pub high_watermark: i64,
+}
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct PersistedState {
@@ -59,6 +72,10 @@ pub struct Shared {
     /// Kafka high watermark: end offset of the last applied entry.
     hw: AtomicI64,
     hw_tx: watch::Sender<i64>,
+    /// The snapshot the log was last purged to (persisted in [`SNAPSHOT_FILE`]).
+    snapshot: Mutex<Option<SnapshotPoint>>,
+    /// A prefix the broker asked to remove: the next snapshot is built at this entry.
+    cut: Mutex<Option<EntryMeta>>,
 }
 
 impl Shared {
@@ -89,18 +106,58 @@ impl Shared {
         &self.dir
     }
 
-    /// Installs a snapshot's position: the index restarts after `meta`. Partition snapshots
-    /// carry no records, so this is only possible when the log already ends exactly there
-    /// (Rill never purges a partition's Raft log ahead of its followers; see `group`).
-    pub(crate) fn reset_index(&self, meta: EntryMeta) -> io::Result<()> {
-        if self.log.log_end_offset() != meta.end {
-            return Err(io::Error::other(format!(
-                "snapshot ends at offset {} but the log ends at {}: records cannot come from a snapshot",
-                meta.end,
-                self.log.log_end_offset()
-            )));
+    pub(crate) fn snapshot(&self) -> Option<SnapshotPoint> {
+        self.snapshot.lock().clone()
+    }
+
+    /// Records `point` durably as the current snapshot (before any purge relies on it).
+    pub(crate) fn save_snapshot(&self, point: SnapshotPoint) -> io::Result<()> {
+        let data = serde_json::to_vec(&point).map_err(io::Error::other)?;
+        write_atomically(&self.dir, SNAPSHOT_FILE, &data, true)?;
+        *self.snapshot.lock() = Some(point);
+        Ok(())
+    }
+
+    pub(crate) fn request_cut(&self, cut: EntryMeta) {
+        *self.cut.lock() = Some(cut);
+    }
+
+    pub(crate) fn take_cut(&self) -> Option<EntryMeta> {
+        self.cut.lock().take()
+    }
+
+    /// The membership in effect at entry `index`: the last membership entry at or before it,
+    /// else the one recorded with the last snapshot.
+    pub(crate) fn membership_at(&self, index: u64) -> StoredMembership {
+        let idx = self.index.read();
+        let first = idx.first_index().unwrap_or(index + 1);
+        let found = (first..=index).rev().find_map(|i| match idx.get(i) {
+            Some(EntryMeta { log_id, kind: EntryKind::Membership(m), .. }) => Some((*log_id, m.clone())),
+            _ => None,
+        });
+        match found {
+            Some((id, m)) => StoredMembership::new(Some(id), m),
+            None => self.snapshot().map(|s| s.meta.last_membership).unwrap_or_default(),
         }
-        self.index.write().reset_to(meta)
+    }
+
+    /// Whether the log holds entry `log_id` or was purged exactly up to it.
+    pub(crate) fn holds(&self, log_id: &LogId) -> bool {
+        let idx = self.index.read();
+        idx.get(log_id.index).is_some_and(|m| m.log_id == *log_id) || idx.purged().is_some_and(|p| p.log_id == *log_id)
+    }
+
+    /// Installs a snapshot's position on a log that does not hold it: the index restarts
+    /// after `meta` and the segment log, emptied, at `meta.end` (the leader deleted what lies
+    /// below; what this log held there is superseded). The index goes first: a crash in
+    /// between leaves an index ahead of the log, which [`LogStore::open`] finishes.
+    pub(crate) fn reset_to(&self, meta: EntryMeta) -> io::Result<()> {
+        let end = meta.end;
+        self.index.write().reset_to(meta)?;
+        if self.log.log_end_offset() != end || self.log.log_start_offset() != end {
+            self.log.reset_to(end).map_err(to_io)?;
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +195,12 @@ impl LogStore {
         std::fs::create_dir_all(dir)?;
         let log = Arc::new(PartitionLog::open(dir, config).map_err(to_io)?);
         let mut index = EntryIndex::open(dir)?;
+        // A snapshot install that crashed between resetting the index and the log.
+        if let Some(p) = index.purged() {
+            if index.is_empty() && p.end > log.log_end_offset() {
+                log.reset_to(p.end).map_err(to_io)?;
+            }
+        }
         // Entries whose records did not all reach the segment file never became durable.
         let log_end = log.log_end_offset();
         index.drop_beyond(log_end)?;
@@ -167,6 +230,16 @@ impl LogStore {
                 state.committed = None;
             }
         }
+        let snapshot: Option<SnapshotPoint> = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+            Ok(b) => Some(serde_json::from_slice(&b).map_err(|e| {
+                io::Error::other(format!(
+                    "{}: {e} (the last snapshot cannot be read)",
+                    dir.join(SNAPSHOT_FILE).display()
+                ))
+            })?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let hw0 = index.purged().map_or_else(|| log.log_start_offset(), |p| p.end);
         let (hw_tx, _) = watch::channel(hw0);
         let shared = Arc::new(Shared {
@@ -176,6 +249,8 @@ impl LogStore {
             state: Mutex::new((state, None)),
             hw: AtomicI64::new(hw0),
             hw_tx,
+            snapshot: Mutex::new(snapshot),
+            cut: Mutex::new(None),
         });
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher(shared.clone(), flush_rx));
@@ -241,7 +316,7 @@ fn read_records(log: &PartitionLog, start: i64, end: i64) -> io::Result<Bytes> {
     let mut parts: Vec<Bytes> = Vec::new();
     let mut at = start;
     while at < end {
-        let r = log.read(at, usize::MAX / 2, end).map_err(to_io)?;
+        let r = log.read_retained(at, usize::MAX / 2, end).map_err(to_io)?;
         if r.records.is_empty() {
             return Err(io::Error::other(format!("records {at}..{end} missing from the log")));
         }
@@ -394,9 +469,22 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
-        // Only the index prefix goes: the records stay until retention deletes them, since
-        // consumers may still read them.
-        self.shared.index.write().purge_upto(log_id)
+        // openraft purges only what a snapshot covers, and Rill builds partition snapshots
+        // only where retention or DeleteRecords cut the log (`Group::purge_to`): the records
+        // below go with the index prefix. The log start never moves back (DeleteRecords may
+        // have put it inside the next entry).
+        let end = {
+            let mut idx = self.shared.index.write();
+            idx.purge_upto(log_id)?;
+            idx.purged().map(|p| p.end)
+        };
+        if let Some(end) = end {
+            let log = &self.shared.log;
+            if end > log.log_start_offset() && end <= log.log_end_offset() {
+                log.delete_records_before(end).map_err(to_io)?;
+            }
+        }
+        Ok(())
     }
 }
 

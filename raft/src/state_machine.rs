@@ -15,7 +15,7 @@ use openraft::{EntryPayload, OptionalSend};
 use serde::{Deserialize, Serialize};
 
 use crate::entry_index::{EntryKind, EntryMeta};
-use crate::log_store::Shared;
+use crate::log_store::{Shared, SnapshotPoint};
 use crate::{Appended, LogId, SnapshotMeta, StoredMembership, TypeConfig};
 
 /// Called with each applied data entry's log id and records (the metadata quorum's commands).
@@ -52,22 +52,13 @@ impl StateMachine {
 
     fn resume_from_committed(&mut self) {
         let Some(committed) = self.shared.committed() else { return };
-        let found = self.shared.with_index(|idx| {
-            let end = idx.end_offset_at(committed.index)?;
-            let first = idx.first_index().unwrap_or(committed.index + 1);
-            let membership = (first..=committed.index).rev().find_map(|i| match idx.get(i) {
-                Some(EntryMeta { log_id, kind: EntryKind::Membership(m), .. }) => Some((*log_id, m.clone())),
-                _ => None,
-            });
-            Some((end, membership))
-        });
+        let found = self.shared.with_index(|idx| idx.end_offset_at(committed.index));
         // An index that no longer holds the committed entry (cut by crash recovery) means the
         // hint is stale: replay instead.
-        if let Some((end, membership)) = found {
+        if let Some(end) = found {
             self.applied = Some(committed);
-            if let Some((id, m)) = membership {
-                self.membership = StoredMembership::new(Some(id), m);
-            }
+            // Falls back to the snapshot's membership when the membership entry was purged.
+            self.membership = self.shared.membership_at(committed.index);
             self.shared.set_high_watermark(end);
         }
     }
@@ -114,18 +105,36 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(())
     }
 
+    /// A partition snapshot is built where the broker asked to cut the log (retention,
+    /// DeleteRecords: see `Group::purge_to`), never at the applied point, so that a follower
+    /// installing it starts its log where the leader's log now starts and receives every
+    /// record above it. Without a requested cut (openraft's own tests) it is the applied point.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder {
-            applied: self.applied,
-            membership: self.membership.clone(),
-            high_watermark: self.shared.high_watermark(),
-            built: None,
+        match self.shared.take_cut() {
+            Some(cut) => SnapshotBuilder {
+                applied: Some(cut.log_id),
+                membership: self.shared.membership_at(cut.log_id.index),
+                high_watermark: cut.end,
+                built: None,
+            },
+            None => SnapshotBuilder {
+                applied: self.applied,
+                membership: self.membership.clone(),
+                high_watermark: self.shared.high_watermark(),
+                built: None,
+            },
         }
     }
 
     async fn try_create_snapshot_builder(&mut self, _force: bool) -> Option<Self::SnapshotBuilder> {
         let mut b = self.get_snapshot_builder().await;
         let snap = b.build_snapshot().await.ok()?;
+        // Durable before openraft may purge the log up to it.
+        let point = SnapshotPoint { meta: snap.meta.clone(), high_watermark: b.high_watermark };
+        if let Err(e) = self.shared.save_snapshot(point) {
+            tracing::error!(error = %e, "saving a snapshot failed; not building it");
+            return None;
+        }
         let data = snap.snapshot.into_inner();
         self.current = Some((snap.meta.clone(), data.clone()));
         b.built = Some((snap.meta, data));
@@ -135,12 +144,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let body: SnapshotBody = postcard::from_bytes(snapshot.get_ref()).map_err(io::Error::other)?;
         if let Some(last) = meta.last_log_id {
-            self.shared.reset_index(EntryMeta {
-                log_id: last,
-                kind: EntryKind::Blank,
-                start: body.high_watermark,
-                end: body.high_watermark,
-            })?;
+            // A log that holds the snapshot's last entry (a restart restoring its own snapshot,
+            // or a follower only slightly behind) keeps its records; openraft purges the
+            // prefix next. Any other log restarts, empty, where the snapshot ends.
+            if !self.shared.holds(&last) {
+                self.shared.reset_to(EntryMeta {
+                    log_id: last,
+                    kind: EntryKind::Blank,
+                    start: body.high_watermark,
+                    end: body.high_watermark,
+                })?;
+            }
+            self.shared.save_snapshot(SnapshotPoint { meta: meta.clone(), high_watermark: body.high_watermark })?;
         }
         self.applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -150,6 +165,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snap>, io::Error> {
+        if self.current.is_none() {
+            // After a restart: the snapshot the log was purged to.
+            if let Some(p) = self.shared.snapshot() {
+                let data = postcard::to_stdvec(&SnapshotBody { high_watermark: p.high_watermark })
+                    .map_err(io::Error::other)?;
+                self.current = Some((p.meta, data));
+            }
+        }
         Ok(self
             .current
             .as_ref()

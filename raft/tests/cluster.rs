@@ -36,14 +36,17 @@ fn no_app() -> AppHandler {
 }
 
 async fn start(id: u64, listener: TcpListener, dir: &Path, addrs: &BTreeMap<u64, String>) -> Node {
+    start_with(id, listener, dir, addrs, LogConfig::default()).await
+}
+
+async fn start_with(id: u64, listener: TcpListener, dir: &Path, addrs: &BTreeMap<u64, String>, log: LogConfig) -> Node {
     let addr = listener.local_addr().unwrap().to_string();
     let peers = Peers::new(id);
     for (n, a) in addrs {
         peers.set_addr(*n, a.clone());
     }
     let groups = Groups::default();
-    let group =
-        Group::open(id, GROUP, dir, LogConfig::default(), peers.clone(), None, raft_config(&timing())).await.unwrap();
+    let group = Group::open(id, GROUP, dir, log, peers.clone(), None, raft_config(&timing())).await.unwrap();
     let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app()));
     groups.insert(GROUP, group.raft.clone());
     Node { id, addr, dir: dir.to_path_buf(), peers, groups, server, group }
@@ -59,6 +62,10 @@ async fn stop(node: Node) -> (u64, String, PathBuf) {
 
 /// Three nodes on loopback, each with the group initialized with all three as voters.
 async fn three_nodes(dir: &Path) -> (Vec<Node>, BTreeMap<u64, String>) {
+    three_nodes_with(dir, LogConfig::default()).await
+}
+
+async fn three_nodes_with(dir: &Path, log: LogConfig) -> (Vec<Node>, BTreeMap<u64, String>) {
     let mut listeners = Vec::new();
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
@@ -68,7 +75,7 @@ async fn three_nodes(dir: &Path) -> (Vec<Node>, BTreeMap<u64, String>) {
     }
     let mut nodes = Vec::new();
     for (id, l) in listeners {
-        nodes.push(start(id, l, &dir.join(format!("n{id}")), &addrs).await);
+        nodes.push(start_with(id, l, &dir.join(format!("n{id}")), &addrs, log.clone()).await);
     }
     let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
     for n in &nodes {
@@ -110,13 +117,17 @@ async fn wait_hw(node: &Node, hw: i64) {
 
 /// Every record of the node's log up to `hw`, as (offset, value, leader epoch) checked dense.
 fn records(node: &Node, hw: i64) -> Vec<(i64, String)> {
+    records_from(node, 0, hw)
+}
+
+fn records_from(node: &Node, from: i64, hw: i64) -> Vec<(i64, String)> {
     let log = &node.group.shared.log;
     let mut out = Vec::new();
-    let mut at = 0;
+    let mut at = from;
     while at < hw {
         let r = log.read(at, 1 << 20, hw).unwrap();
         assert!(!r.records.is_empty(), "node {}: nothing at {at} below {hw}", node.id);
-        for rec in decode_batches(&r.records).unwrap() {
+        for rec in decode_batches(&r.records).unwrap().into_iter().filter(|r| r.offset >= from) {
             assert_eq!(rec.offset, at, "offsets must be dense");
             out.push((rec.offset, String::from_utf8(rec.value.unwrap().to_vec()).unwrap()));
             at += 1;
@@ -206,6 +217,87 @@ async fn follower_rejoins_with_an_empty_disk() {
     let expected = records(&nodes[0], 80);
     assert_eq!(records(&back, 80), expected);
     nodes.push(back);
+    for n in nodes {
+        stop(n).await;
+    }
+}
+
+async fn wait_log_start(node: &Node, at_least: i64) {
+    for _ in 0..400 {
+        if node.group.shared.log.log_start_offset() >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("node {}: log start stuck at {}, want {at_least}", node.id, node.group.shared.log.log_start_offset());
+}
+
+/// Retention on a replicated partition: each replica purges its Raft log up to an entry
+/// boundary, which deletes the segments below. A follower that was down while the leader
+/// purged cannot get the entries it misses; it receives a snapshot, restarts its log, empty,
+/// where the leader's now starts, and replicates everything above. A DeleteRecords point
+/// inside an entry still lets that entry be replicated whole. Everything survives restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_deletes_the_prefix_and_a_lagging_follower_restarts_at_the_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = LogConfig { segment_bytes: 1024, ..LogConfig::default() };
+    let (mut nodes, addrs) = three_nodes_with(tmp.path(), log.clone()).await;
+    let l = leader_of(&nodes).await;
+    for i in 0..30u32 {
+        nodes[l].group.write(batch(i * 3, 3)).await.unwrap();
+    }
+    for n in &nodes {
+        wait_hw(n, 90).await;
+    }
+    // A follower goes away; the others go on and purge below offset 121 (entries hold 3
+    // records, so the cut is the entry ending at 120), and the leader's log start moves to
+    // 121 as DeleteRecords would put it.
+    let f = (l + 1) % 3;
+    let gone = nodes.remove(f);
+    let (fid, faddr, fdir) = stop(gone).await;
+    let l = leader_of(&nodes).await;
+    for i in 30..60u32 {
+        nodes[l].group.write(batch(i * 3, 3)).await.unwrap();
+    }
+    for n in &nodes {
+        wait_hw(n, 180).await;
+        let cut = n.group.purge_to(121).await.unwrap();
+        assert_eq!(cut, Some(120), "node {}", n.id);
+        wait_log_start(n, 120).await;
+        assert!(n.group.shared.log.segment_count() < 10, "node {}: segments below the cut deleted", n.id);
+    }
+    nodes[l].group.shared.log.delete_records_before(121).unwrap();
+    assert!(nodes[l].group.shared.log.read(60, 1024, 180).is_err(), "purged records are gone");
+    let expected = records_from(&nodes[l], 121, 180);
+    for i in 60..70u32 {
+        nodes[l].group.write(batch(i * 3, 3)).await.unwrap();
+    }
+    let mut expected_all = expected.clone();
+    expected_all.extend((180..210).map(|r| (r as i64, format!("record-{r}"))));
+
+    // The follower comes back with its old log (it ends near 90, below the cut).
+    let back = start_with(fid, TcpListener::bind(&faddr).await.unwrap(), &fdir, &addrs, log.clone()).await;
+    wait_hw(&back, 210).await;
+    assert_eq!(back.group.shared.log.log_start_offset(), 120, "restarted at the snapshot's end");
+    assert_eq!(records_from(&back, 121, 210), expected_all);
+    nodes.push(back);
+
+    // Every node restarts from its disk: the purged prefix stays purged and writes go on.
+    let mut stopped = Vec::new();
+    for n in nodes.drain(..) {
+        stopped.push(stop(n).await);
+    }
+    for (id, addr, dir) in stopped {
+        nodes.push(start_with(id, TcpListener::bind(&addr).await.unwrap(), &dir, &addrs, log.clone()).await);
+    }
+    let l = leader_of(&nodes).await;
+    nodes[l].group.write(batch(210, 3)).await.unwrap();
+    expected_all.extend((210..213).map(|r| (r as i64, format!("record-{r}"))));
+    for n in &nodes {
+        wait_hw(n, 213).await;
+        assert!(n.group.shared.log.log_start_offset() >= 120);
+        assert_eq!(records_from(n, 121, 213), expected_all, "node {}", n.id);
+    }
     for n in nodes {
         stop(n).await;
     }

@@ -330,10 +330,31 @@ impl PartitionLog {
     /// `offset == log end` gives empty records; outside `[log start, log end]` is
     /// [`StorageError::OffsetOutOfRange`].
     pub fn read(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, StorageError> {
+        self.read_from(offset, max_bytes, max_offset, false)
+    }
+
+    /// Like [`PartitionLog::read`], but also serves offsets below the log start that are still
+    /// in a segment. Replication needs it: DeleteRecords may move the log start into the
+    /// middle of a Raft entry, whose records a lagging follower must still receive whole.
+    pub fn read_retained(&self, offset: i64, max_bytes: usize, max_offset: i64) -> Result<ReadResult, StorageError> {
+        self.read_from(offset, max_bytes, max_offset, true)
+    }
+
+    fn read_from(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_offset: i64,
+        below_start: bool,
+    ) -> Result<ReadResult, StorageError> {
         let st = self.state.read();
         let log_end = st.active()?.next_offset();
         let result = |records| ReadResult { records, log_start_offset: st.log_start, log_end_offset: log_end };
-        if offset < st.log_start || offset > log_end {
+        let floor = match below_start {
+            true => st.sealed.keys().next().copied().unwrap_or(st.active()?.base()),
+            false => st.log_start,
+        };
+        if offset < floor || offset > log_end {
             return Err(StorageError::OffsetOutOfRange { requested: offset, log_start: st.log_start, log_end });
         }
         if offset == log_end || offset >= max_offset {
@@ -547,7 +568,26 @@ impl PartitionLog {
     /// `retention.bytes` without them. The active segment is never deleted. Returns how many
     /// segments were deleted.
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
-        let doomed = {
+        let doomed = self.doomed_by_retention(now_ms)?;
+        let mut st = self.state.write();
+        // Only segments still present: a concurrent delete or truncate may have won.
+        let doomed: Vec<i64> = doomed.into_iter().filter(|b| st.sealed.contains_key(b)).collect();
+        self.delete_segments(&mut st, &doomed)?;
+        Ok(doomed.len())
+    }
+
+    /// Where retention would start the log now: the base offset of the first segment
+    /// [`PartitionLog::enforce_retention`] would keep, or `None` if it would delete nothing.
+    /// A replicated log deletes through its Raft group instead, up to this offset.
+    pub fn retention_point(&self, now_ms: i64) -> Result<Option<i64>, StorageError> {
+        let doomed = self.doomed_by_retention(now_ms)?;
+        let st = self.state.read();
+        Ok(doomed.last().map(|b| st.next_base(*b)))
+    }
+
+    /// Sealed segments retention would delete, oldest first.
+    fn doomed_by_retention(&self, now_ms: i64) -> Result<Vec<i64>, StorageError> {
+        Ok({
             let st = self.state.read();
             let (retention_ms, retention_bytes) = (st.config.retention_ms, st.config.retention_bytes);
             let mut doomed = Vec::new();
@@ -576,12 +616,7 @@ impl PartitionLog {
                 }
             }
             doomed
-        };
-        let mut st = self.state.write();
-        // Only segments still present: a concurrent delete or truncate may have won.
-        let doomed: Vec<i64> = doomed.into_iter().filter(|b| st.sealed.contains_key(b)).collect();
-        self.delete_segments(&mut st, &doomed)?;
-        Ok(doomed.len())
+        })
     }
 
     /// Drops everything at and after `offset` (Raft log conflicts). Batches are indivisible:
@@ -603,22 +638,7 @@ impl PartitionLog {
         let (index_bytes, interval) = (st.config.segment_index_bytes, st.config.index_interval_bytes);
         if offset < st.log_start {
             // Nothing below `offset` is readable: start over there.
-            let all: Vec<i64> = st.sealed.keys().copied().chain([active_base]).collect();
-            st.active = None;
-            st.sealed.clear();
-            for base in all {
-                delete_segment_files(&self.dir, base)?;
-            }
-            st.active = Some(ActiveSegment::create(&self.dir, offset, index_bytes, interval)?);
-            st.log_start = offset;
-            self.log_start.store(offset, Ordering::Release);
-            self.log_end.store(offset, Ordering::Release);
-            self.flushed.fetch_min(offset, Ordering::AcqRel);
-            drop(st);
-            fsync_dir(&self.dir)?;
-            let _guard = self.checkpoint.lock();
-            write_checkpoint(&self.dir, offset)?;
-            return Ok(());
+            return self.restart_at(st, offset);
         }
         if offset < active_base {
             // The target lies in a sealed segment: drop everything after it and make it active.
@@ -643,6 +663,39 @@ impl PartitionLog {
             self.poison("fdatasync after truncation", &e);
             return Err(e.into());
         }
+        Ok(())
+    }
+
+    /// Empties the log and restarts it, empty, at `offset` (which may lie beyond the log end):
+    /// a Raft follower installing a snapshot of a partition whose prefix the leader has
+    /// already deleted. Durable on return.
+    pub fn reset_to(&self, offset: i64) -> Result<(), StorageError> {
+        self.check_poisoned()?;
+        let st = self.state.write();
+        *self.reader_cache.lock() = None;
+        self.restart_at(st, offset)
+    }
+
+    fn restart_at(&self, mut st: parking_lot::RwLockWriteGuard<'_, LogState>, offset: i64) -> Result<(), StorageError> {
+        let (index_bytes, interval) = (st.config.segment_index_bytes, st.config.index_interval_bytes);
+        let active_base = st.active()?.base();
+        let all: Vec<i64> = st.sealed.keys().copied().chain([active_base]).collect();
+        st.truncations += 1;
+        st.active = None;
+        st.sealed.clear();
+        for base in all {
+            delete_segment_files(&self.dir, base)?;
+        }
+        st.active = Some(ActiveSegment::create(&self.dir, offset, index_bytes, interval)?);
+        st.log_start = offset;
+        self.log_start.store(offset, Ordering::Release);
+        self.log_end.store(offset, Ordering::Release);
+        // Nothing is unflushed in an empty log; below `offset` nothing exists.
+        self.flushed.store(offset, Ordering::Release);
+        drop(st);
+        fsync_dir(&self.dir)?;
+        let _guard = self.checkpoint.lock();
+        write_checkpoint(&self.dir, offset)?;
         Ok(())
     }
 

@@ -500,3 +500,100 @@ def test_leaders_rebalance_by_themselves():
         assert c.leader("rebal", 0) == victim, "the preferred replica did not get its leadership back"
     finally:
         c.cleanup()
+
+
+def test_retention_and_delete_records_on_every_replica():
+    """Retention and DeleteRecords on a replicated partition: every replica deletes the prefix
+    (through a Raft purge), the log start survives a leader change, a follower that was down
+    meanwhile comes back starting where the others start, and what is left reads back whole."""
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000", "log.retention.check.interval.ms": "500"}).start()
+    try:
+        configs = {"segment.bytes": "4096", "retention.bytes": "16384"}
+        fs = c.admin().create_topics([NewTopic("ret", num_partitions=1, config=configs)], operation_timeout=30)
+        fs["ret"].result(timeout=30)
+        leader = c.leader("ret", 0)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 2, "batch.size": 1000})
+
+        def produce(start, n):
+            for i in range(start, start + n):
+                p.produce("ret", value=f"r{i:06d}".encode() * 4, partition=0)
+                if i % 200 == 0:
+                    p.poll(0)
+            assert p.flush(30) == 0
+
+        def watermarks():
+            cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "wm"})
+            try:
+                return cons.get_watermark_offsets(TopicPartition("ret", 0), timeout=10)
+            finally:
+                cons.close()
+
+        def wait_low(at_least, timeout=60):
+            deadline = time.monotonic() + timeout
+            low = -1
+            while time.monotonic() < deadline:
+                low, _ = watermarks()
+                if low >= at_least:
+                    return low
+                time.sleep(0.3)
+            raise AssertionError(f"log start stuck at {low}, want >= {at_least}")
+
+        def check_reads(low, end):
+            """From the beginning to `end`: contiguous, right values, starting at or after
+            `low` (retention keeps trimming while this reads)."""
+            cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "ret-reader", "enable.auto.commit": False,
+                             "auto.offset.reset": "earliest"})
+            cons.assign([TopicPartition("ret", 0, -2)])
+            got = []
+            deadline = time.monotonic() + 60
+            try:
+                while time.monotonic() < deadline and (not got or got[-1][0] < end - 1):
+                    m = cons.poll(0.5)
+                    if m is not None and not m.error():
+                        got.append((m.offset(), m.value().decode()))
+            finally:
+                cons.close()
+            assert got and got[0][0] >= low, f"read from {got[:1]}, log start was {low}"
+            assert got == [(o, f"r{o:06d}" * 4) for o in range(got[0][0], end)]
+
+        # A follower is down while the others fill and trim the log.
+        follower = next(i for i in c.nodes if i != leader)
+        c.kill9(follower)
+        produce(0, 3000)
+        low = wait_low(1)
+        for i, node in c.nodes.items():
+            if i != follower:
+                deadline = time.monotonic() + 30
+                while segment_bytes(node, "ret", 0) > 64 * 1024 and time.monotonic() < deadline:
+                    time.sleep(0.3)
+                assert segment_bytes(node, "ret", 0) <= 64 * 1024, f"node {i} kept its segments"
+        check_reads(low, 3000)
+
+        # It comes back, gets a snapshot (its missing entries are gone) and replicates the rest;
+        # then it is needed for the quorum.
+        c.restart(follower)
+        other = next(i for i in c.nodes if i not in (leader, follower))
+        c.kill9(other)
+        produce(3000, 200)
+        low = wait_low(low)
+        check_reads(low, 3200)
+        c.restart(other)
+
+        # DeleteRecords moves the log start on every replica: after the leader is killed, the
+        # new leader answers with the same log start.
+        target = 3100
+        res = c.admin().delete_records([TopicPartition("ret", 0, target)])
+        for _, f in res.items():
+            assert f.result(timeout=30).low_watermark == target
+        assert watermarks()[0] == target
+        old = c.leader("ret", 0)
+        c.kill9(old)
+        c.leader("ret", 0, exclude=(old,))
+        assert wait_low(target) == target
+        check_reads(target, 3200)
+        assert watermarks()[0] == target, "nothing else trimmed (retention keeps 16 KB, 100 records are less)"
+    except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()

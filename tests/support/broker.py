@@ -32,10 +32,21 @@ def target():
     return t
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port never handed out before in this process: the kernel may offer a
+    port again as soon as the probing socket closes, and a cluster picks its raft, client and
+    admin ports before any node binds them (a repeat made two nodes collide once)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port")
 
 
 def port_open(port, timeout=0.2):

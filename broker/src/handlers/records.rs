@@ -30,13 +30,7 @@ pub fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecor
                         .ok_or(KafkaError::UnknownTopicOrPartition)
                         .and_then(|t| t.partition(dp.partition_index))
                         .and_then(|p| {
-                            if p.replica.is_some() {
-                                // Deleting a prefix must go through Raft (a purge) so every
-                                // replica agrees; that is not built yet.
-                                return Err(KafkaError::PolicyViolation(
-                                    "DeleteRecords is not supported on a replicated partition yet".into(),
-                                ));
-                            }
+                            p.check_leader()?;
                             let hw = p.high_watermark();
                             // -1 means "up to the high watermark".
                             let target = if dp.offset == -1 { hw } else { dp.offset };
@@ -47,7 +41,13 @@ pub fn delete_records(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecor
                                     log_end: hw,
                                 });
                             }
-                            Ok(p.log.delete_records_before(target)?)
+                            match (&broker.cluster, topic.as_ref()) {
+                                // Every replica must move its log start, so the request goes
+                                // through the metadata log; this node (the leader) then
+                                // deletes at once and answers with its new log start.
+                                (Some(_), Some(t)) => broker.delete_records_replicated(t, &p, target),
+                                _ => Ok(p.log.delete_records_before(target)?),
+                            }
                         });
                     let r = DeleteRecordsPartitionResult::default().with_partition_index(dp.partition_index);
                     match result {
