@@ -191,13 +191,16 @@ impl Cluster {
         )
         .await?;
         let groups = Groups::default();
-        groups.insert(METADATA_GROUP, metadata.raft.clone());
+        groups.insert(&metadata);
         let listener = tokio::net::TcpListener::bind(&my_addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind the raft listener {my_addr}: {e}"))?;
         tracing::info!(addr = %my_addr, "raft listener");
         let app = app_handler(metadata.clone(), groups.clone());
-        tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app));
+        tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app, peers.liveness.clone()));
+        if config.value("rill.raft.quiesce.enable").as_deref() != Some("false") {
+            tokio::spawn(rill_raft::quiesce::run(peers.clone(), groups.clone(), timing));
+        }
         let members: BTreeMap<u64, BasicNode> =
             config.quorum_voters.iter().map(|(id, a)| (*id as u64, BasicNode { addr: a.clone() })).collect();
         // A node without a metadata log proposes the first membership only when no other
@@ -276,8 +279,8 @@ impl Cluster {
     /// Asks `leader` (which leads `group`) to hand leadership to `to`.
     pub async fn transfer_leader(&self, leader: i32, group: u64, to: i32) -> Result<(), String> {
         if leader == self.node_id {
-            let raft = self.groups.get(group).ok_or("no such group here")?;
-            return raft.trigger().transfer_leader(to as u64).await.map_err(|e| e.to_string());
+            let g = self.groups.group(group).ok_or("no such group here")?;
+            return g.transfer_leader(to as u64).await.map_err(|e| e.to_string());
         }
         let mut body = Vec::with_capacity(16);
         body.extend_from_slice(&group.to_be_bytes());
@@ -358,7 +361,7 @@ impl Cluster {
         let group =
             Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
                 .await?;
-        self.groups.insert(gid, group.raft.clone());
+        self.groups.insert(&group);
         let replicas = self.replicas(index);
         let members: BTreeMap<u64, BasicNode> =
             replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.voters[r].clone() })).collect();
@@ -429,8 +432,8 @@ fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
                 RPC_TRANSFER if body.len() == 16 => {
                     let group = u64::from_be_bytes(body[..8].try_into().unwrap());
                     let to = u64::from_be_bytes(body[8..].try_into().unwrap());
-                    let raft = groups.get(group).ok_or_else(|| format!("no group {group} here"))?;
-                    raft.trigger().transfer_leader(to).await.map_err(|e| e.to_string())?;
+                    let g = groups.group(group).ok_or_else(|| format!("no group {group} here"))?;
+                    g.transfer_leader(to).await.map_err(|e| e.to_string())?;
                     Ok(Vec::new())
                 }
                 other => Err(format!("unknown application rpc {other}")),

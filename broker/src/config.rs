@@ -128,6 +128,7 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("leader.imbalance.check.interval.seconds", "300"),
     ("rill.raft.heartbeat.interval.ms", "500"),
     ("rill.raft.election.timeout.ms", "2000"),
+    ("rill.raft.quiesce.enable", "true"),
     ("offsets.retention.minutes", "10080"),
     ("offsets.retention.check.interval.ms", "600000"),
 ];

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{BasicNode, Config, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, Config, Instant as _, ServerState, SnapshotPolicy};
 use rill_storage::LogConfig;
 
 use crate::log_store::{LogStore, Shared};
@@ -18,7 +18,7 @@ use crate::state_machine::{ApplyHook, StateMachine};
 use crate::{Appended, NodeId, Raft};
 
 /// Timing of every group on a node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
@@ -67,6 +67,7 @@ pub struct Group {
     pub node_id: NodeId,
     pub raft: Raft,
     pub shared: Arc<Shared>,
+    peers: Arc<Peers>,
 }
 
 impl Group {
@@ -82,10 +83,13 @@ impl Group {
     ) -> io::Result<Group> {
         let store = LogStore::open(dir, log_config)?;
         let shared = store.shared.clone();
+        // The metadata group (the one with a hook) always ticks: it is one group, and every
+        // node needs it live.
+        shared.quiet.allowed.store(on_apply.is_none(), std::sync::atomic::Ordering::Release);
         let sm = StateMachine::new(shared.clone(), on_apply);
-        let network = GroupNetwork { group: id, peers };
+        let network = GroupNetwork { group: id, peers: peers.clone() };
         let raft = Raft::new(node_id, config, network, store, sm).await.map_err(|e| io::Error::other(e.to_string()))?;
-        Ok(Group { id, node_id, raft, shared })
+        Ok(Group { id, node_id, raft, shared, peers })
     }
 
     /// Makes `members` the first membership if this group has never had one. Every member may
@@ -110,6 +114,7 @@ impl Group {
 
     /// Like [`Group::write`], also returning the entry's Raft index.
     pub async fn write_indexed(&self, batches: Bytes) -> Result<(u64, Appended), WriteError> {
+        self.wake().await;
         match self.raft.client_write(crate::Batches(batches)).await {
             Ok(resp) => Ok((resp.log_id.index, resp.data)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
@@ -126,6 +131,7 @@ impl Group {
         &self,
         batches: Bytes,
     ) -> Result<impl std::future::Future<Output = Result<Appended, WriteError>> + Send + 'static, WriteError> {
+        self.wake().await;
         let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
         self.raft
             .client_write_ff(crate::Batches(batches), Some(responder))
@@ -165,13 +171,17 @@ impl Group {
     /// is within a few entries of the leader's (Kafka's in-sync replicas, with
     /// `replica.lag.time.max.ms`). Elsewhere: all voters (only the leader knows).
     pub fn in_sync(&self, max_lag: Duration) -> BTreeSet<NodeId> {
-        use openraft::Instant as _;
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let voters: BTreeSet<NodeId> = m.membership_config.membership().voter_ids().collect();
         let (Some(repl), Some(last)) = (m.replication.as_ref(), m.last_log_index) else { return voters };
         const LAG: u64 = 1000;
+        // A quiesced group sends no Raft heartbeats: its followers' node heartbeats count.
+        let quiet = self.shared.quiet.is_quiesced();
         let acked_lately = |v: &NodeId| {
+            if quiet {
+                return self.peers.liveness.acked_within(*v, max_lag);
+            }
             m.heartbeat.as_ref().and_then(|h| h.get(v)).and_then(|t| t.as_ref()).is_some_and(|t| t.elapsed() <= max_lag)
         };
         voters
@@ -186,6 +196,7 @@ impl Group {
 
     /// Asks the leader (this node) to hand leadership to `to`; ignored elsewhere.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), WriteError> {
+        self.wake().await;
         self.raft.trigger().transfer_leader(to).await.map_err(|e| WriteError::Fatal(e.to_string()))
     }
 
@@ -237,6 +248,27 @@ impl Group {
         }
         self.raft.trigger().purge_log(cut.log_id.index).await.map_err(fatal)?;
         Ok(Some(cut.end))
+    }
+
+    /// Resumes the group's ticker if it was quiesced (see `quiesce`): before a write or a
+    /// leadership transfer.
+    pub async fn wake(&self) {
+        if !self.shared.quiet.is_quiesced() {
+            return;
+        }
+        let since = <openraft::type_config::alias::InstantOf<crate::TypeConfig> as openraft::Instant>::now();
+        crate::quiesce::resume(self).await;
+        if self.is_leader() {
+            // openraft refuses writes from a leader that heard from no quorum within its lease
+            // (an isolated leader must not accept them); a quiet group heard from nobody. The
+            // heartbeat `resume` sent renews the lease: wait for its answers.
+            let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+            let _ = self
+                .raft
+                .wait(Some(lease))
+                .metrics(|m| m.last_quorum_acked.as_ref().is_some_and(|t| **t >= since), "quorum ack after waking")
+                .await;
+        }
     }
 
     pub async fn shutdown(&self) {

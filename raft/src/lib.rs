@@ -12,6 +12,7 @@ pub mod entry_index;
 pub mod group;
 pub mod log_store;
 pub mod network;
+pub mod quiesce;
 pub mod state_machine;
 
 use std::fmt;

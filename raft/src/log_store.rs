@@ -76,6 +76,8 @@ pub struct Shared {
     snapshot: Mutex<Option<SnapshotPoint>>,
     /// A prefix the broker asked to remove: the next snapshot is built at this entry.
     cut: Mutex<Option<EntryMeta>>,
+    /// Whether this group's ticker is paused (see `quiesce`).
+    pub quiet: crate::quiesce::QuietState,
 }
 
 impl Shared {
@@ -251,6 +253,7 @@ impl LogStore {
             hw_tx,
             snapshot: Mutex::new(snapshot),
             cut: Mutex::new(None),
+            quiet: Default::default(),
         });
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher(shared.clone(), flush_rx));

@@ -45,6 +45,8 @@ pub mod kind {
     pub const SNAPSHOT: u8 = 3;
     pub const PRE_VOTE: u8 = 4;
     pub const TRANSFER_LEADER: u8 = 5;
+    /// A node heartbeat: liveness, and the groups the sender leads and has quiesced.
+    pub const QUIESCE: u8 = 6;
     /// Application RPCs (the broker's: metadata commands forwarded to the controller, ...).
     pub const APP: u8 = 16;
 }
@@ -62,21 +64,27 @@ pub type AppHandler = Arc<dyn Fn(u8, u64, Bytes) -> BoxFut<Result<Vec<u8>, Strin
 /// The Raft groups this node hosts, by group id, for the RPC server to route to.
 #[derive(Default, Clone)]
 pub struct Groups {
-    inner: Arc<RwLock<HashMap<u64, Raft>>>,
+    inner: Arc<RwLock<HashMap<u64, crate::group::Group>>>,
 }
 
 impl Groups {
-    pub fn insert(&self, group: u64, raft: Raft) {
-        self.inner.write().insert(group, raft);
+    pub fn insert(&self, group: &crate::group::Group) {
+        self.inner.write().insert(group.id, group.clone());
     }
     pub fn remove(&self, group: u64) -> Option<Raft> {
-        self.inner.write().remove(&group)
+        self.inner.write().remove(&group).map(|g| g.raft)
     }
     pub fn get(&self, group: u64) -> Option<Raft> {
-        self.inner.read().get(&group).cloned()
+        self.inner.read().get(&group).map(|g| g.raft.clone())
     }
     pub fn all(&self) -> Vec<(u64, Raft)> {
-        self.inner.read().iter().map(|(g, r)| (*g, r.clone())).collect()
+        self.inner.read().iter().map(|(g, r)| (*g, r.raft.clone())).collect()
+    }
+    pub fn group(&self, group: u64) -> Option<crate::group::Group> {
+        self.inner.read().get(&group).cloned()
+    }
+    pub fn groups(&self) -> Vec<crate::group::Group> {
+        self.inner.read().values().cloned().collect()
     }
 }
 
@@ -100,7 +108,13 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 
 /// Serves Raft RPCs for `groups` (and application RPCs through `app`). Runs until dropped,
 /// which also closes every connection it accepted.
-pub async fn serve(listener: TcpListener, node_id: NodeId, groups: Groups, app: AppHandler) -> io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    node_id: NodeId,
+    groups: Groups,
+    app: AppHandler,
+    liveness: Arc<crate::quiesce::Liveness>,
+) -> io::Result<()> {
     let mut conns = tokio::task::JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
@@ -113,16 +127,22 @@ pub async fn serve(listener: TcpListener, node_id: NodeId, groups: Groups, app: 
             }
         };
         let _ = stream.set_nodelay(true);
-        let (groups, app) = (groups.clone(), app.clone());
+        let (groups, app, liveness) = (groups.clone(), app.clone(), liveness.clone());
         conns.spawn(async move {
-            if let Err(e) = serve_conn(stream, node_id, groups, app).await {
+            if let Err(e) = serve_conn(stream, node_id, groups, app, liveness).await {
                 tracing::debug!(%peer, error = %e, "raft connection closed");
             }
         });
     }
 }
 
-async fn serve_conn(stream: TcpStream, node_id: NodeId, groups: Groups, app: AppHandler) -> io::Result<()> {
+async fn serve_conn(
+    stream: TcpStream,
+    node_id: NodeId,
+    groups: Groups,
+    app: AppHandler,
+    liveness: Arc<crate::quiesce::Liveness>,
+) -> io::Result<()> {
     let (rd, mut wr) = stream.into_split();
     // Buffered: a frame is read as a length then a body, many frames per syscall.
     let mut rd = tokio::io::BufReader::with_capacity(64 << 10, rd);
@@ -160,6 +180,15 @@ async fn serve_conn(stream: TcpStream, node_id: NodeId, groups: Groups, app: App
         let k = f.get_u8();
         let group = f.get_u64();
         let (groups, app, tx) = (groups.clone(), app.clone(), tx.clone());
+        if k == kind::QUIESCE {
+            crate::quiesce::on_heartbeat(from, f, &groups, &liveness).await;
+            let mut out = BytesMut::with_capacity(13);
+            out.put_u32(9);
+            out.put_u64(corr);
+            out.put_u8(STATUS_OK);
+            let _ = tx.send(out.freeze()).await;
+            continue;
+        }
         tokio::spawn(async move {
             let (status, body) = handle(k, group, f, &groups, &app).await;
             let mut out = BytesMut::with_capacity(13 + body.len());
@@ -281,6 +310,8 @@ pub struct Peers {
     /// request per peer; an election is counted once).
     candidacies: Mutex<HashMap<u64, u64>>,
     elections_started: AtomicU64,
+    /// Node heartbeats sent and received (see `quiesce`).
+    pub liveness: Arc<crate::quiesce::Liveness>,
 }
 
 impl Peers {
@@ -293,6 +324,7 @@ impl Peers {
             next_corr: AtomicU64::new(1),
             candidacies: Mutex::default(),
             elections_started: AtomicU64::new(0),
+            liveness: Arc::default(),
         })
     }
 

@@ -47,8 +47,8 @@ async fn start_with(id: u64, listener: TcpListener, dir: &Path, addrs: &BTreeMap
     }
     let groups = Groups::default();
     let group = Group::open(id, GROUP, dir, log, peers.clone(), None, raft_config(&timing())).await.unwrap();
-    let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app()));
-    groups.insert(GROUP, group.raft.clone());
+    let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app(), peers.liveness.clone()));
+    groups.insert(&group);
     Node { id, addr, dir: dir.to_path_buf(), peers, groups, server, group }
 }
 
@@ -60,12 +60,8 @@ async fn stop(node: Node) -> (u64, String, PathBuf) {
     (node.id, node.addr, node.dir)
 }
 
-/// Three nodes on loopback, each with the group initialized with all three as voters.
-async fn three_nodes(dir: &Path) -> (Vec<Node>, BTreeMap<u64, String>) {
-    three_nodes_with(dir, LogConfig::default()).await
-}
-
-async fn three_nodes_with(dir: &Path, log: LogConfig) -> (Vec<Node>, BTreeMap<u64, String>) {
+/// Loopback listeners for nodes 1, 2 and 3, and their addresses.
+async fn three_listeners() -> (Vec<(u64, TcpListener)>, BTreeMap<u64, String>) {
     let mut listeners = Vec::new();
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
@@ -73,6 +69,16 @@ async fn three_nodes_with(dir: &Path, log: LogConfig) -> (Vec<Node>, BTreeMap<u6
         addrs.insert(id, l.local_addr().unwrap().to_string());
         listeners.push((id, l));
     }
+    (listeners, addrs)
+}
+
+/// Three nodes on loopback, each with the group initialized with all three as voters.
+async fn three_nodes(dir: &Path) -> (Vec<Node>, BTreeMap<u64, String>) {
+    three_nodes_with(dir, LogConfig::default()).await
+}
+
+async fn three_nodes_with(dir: &Path, log: LogConfig) -> (Vec<Node>, BTreeMap<u64, String>) {
+    let (listeners, addrs) = three_listeners().await;
     let mut nodes = Vec::new();
     for (id, l) in listeners {
         nodes.push(start_with(id, l, &dir.join(format!("n{id}")), &addrs, log.clone()).await);
@@ -222,6 +228,19 @@ async fn follower_rejoins_with_an_empty_disk() {
     }
 }
 
+/// A leader fresh from an election refuses writes until a quorum has answered it (openraft's
+/// leader lease): retry like a client.
+async fn write_after_election(g: &Group, b: Bytes) -> rill_raft::Appended {
+    for _ in 0..100 {
+        match g.write(b.clone()).await {
+            Ok(a) => return a,
+            Err(WriteError::NotLeader { leader: None }) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("write failed: {e}"),
+        }
+    }
+    panic!("the new leader never took the write")
+}
+
 async fn wait_log_start(node: &Node, at_least: i64) {
     for _ in 0..400 {
         if node.group.shared.log.log_start_offset() >= at_least {
@@ -291,7 +310,7 @@ async fn purge_deletes_the_prefix_and_a_lagging_follower_restarts_at_the_cut() {
         nodes.push(start_with(id, TcpListener::bind(&addr).await.unwrap(), &dir, &addrs, log.clone()).await);
     }
     let l = leader_of(&nodes).await;
-    nodes[l].group.write(batch(210, 3)).await.unwrap();
+    write_after_election(&nodes[l].group, batch(210, 3)).await;
     expected_all.extend((210..213).map(|r| (r as i64, format!("record-{r}"))));
     for n in &nodes {
         wait_hw(n, 213).await;
@@ -300,5 +319,145 @@ async fn purge_deletes_the_prefix_and_a_lagging_follower_restarts_at_the_cut() {
     }
     for n in nodes {
         stop(n).await;
+    }
+}
+
+/// A node hosting many groups, with quiescence running.
+struct ManyNode {
+    id: u64,
+    groups: Groups,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+async fn start_many(
+    id: u64,
+    listener: TcpListener,
+    dir: &Path,
+    addrs: &BTreeMap<u64, String>,
+    ids: &[u64],
+) -> ManyNode {
+    let peers = Peers::new(id);
+    for (n, a) in addrs {
+        peers.set_addr(*n, a.clone());
+    }
+    let groups = Groups::default();
+    for gid in ids {
+        let g = Group::open(
+            id,
+            *gid,
+            &dir.join(format!("g{gid}")),
+            LogConfig::default(),
+            peers.clone(),
+            None,
+            raft_config(&timing()),
+        )
+        .await
+        .unwrap();
+        groups.insert(&g);
+    }
+    let server = tokio::spawn(network::serve(listener, id, groups.clone(), no_app(), peers.liveness.clone()));
+    let tasks = vec![tokio::spawn(rill_raft::quiesce::run(peers.clone(), groups.clone(), timing()))];
+    ManyNode { id, groups, tasks, server }
+}
+
+fn group_of(n: &ManyNode, gid: u64) -> Group {
+    n.groups.groups().into_iter().find(|g| g.id == gid).unwrap()
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// Quiescence: idle groups stop ticking on every node (one node heartbeat per peer replaces
+/// their Raft heartbeats) yet keep a full in-sync set; a write wakes a group and commits at
+/// once; when the node leading quiet groups dies, the others notice its silence and elect new
+/// leaders, and every group takes writes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_groups_quiesce_wake_on_writes_and_fail_over() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ids: Vec<u64> = (100..112).collect();
+    let (listeners, addrs) = three_listeners().await;
+    let mut nodes = Vec::new();
+    for (id, l) in listeners {
+        nodes.push(start_many(id, l, &tmp.path().join(format!("n{id}")), &addrs, &ids).await);
+    }
+    let members: BTreeMap<u64, BasicNode> = addrs.iter().map(|(id, a)| (*id, BasicNode { addr: a.clone() })).collect();
+    for gid in &ids {
+        group_of(&nodes[(*gid as usize) % 3], *gid).initialize(members.clone()).await.unwrap();
+    }
+    let leader_of_group = |nodes: &[ManyNode], gid: u64| nodes.iter().position(|n| group_of(n, gid).is_leader());
+    let write = |nodes: &[ManyNode], gid: u64, v: u32| {
+        let g = leader_of_group(nodes, gid).map(|i| group_of(&nodes[i], gid));
+        async move { g.expect("a leader").write(batch(v, 1)).await }
+    };
+    for gid in &ids {
+        // Right after an election the new leader may still refuse writes: retry like a client.
+        let mut ok = false;
+        for _ in 0..100 {
+            if leader_of_group(&nodes, *gid).is_some() && write(&nodes, *gid, 0).await.is_ok() {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ok, "group {gid} never took its first write");
+    }
+    wait_until("every group quiet on every node", || {
+        nodes.iter().all(|n| ids.iter().all(|g| group_of(n, *g).shared.quiet.is_quiesced()))
+    })
+    .await;
+    for gid in &ids {
+        let l = leader_of_group(&nodes, *gid).unwrap();
+        assert_eq!(group_of(&nodes[l], *gid).in_sync(Duration::from_secs(2)).len(), 3, "quiet groups stay in sync");
+    }
+    // Stays quiet: no election anywhere while idle.
+    let terms: Vec<u64> = ids.iter().map(|g| group_of(&nodes[0], *g).term()).collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(terms, ids.iter().map(|g| group_of(&nodes[0], *g).term()).collect::<Vec<_>>());
+
+    // A write wakes its group and commits.
+    let a = tokio::time::timeout(Duration::from_secs(3), write(&nodes, ids[0], 1)).await.unwrap().unwrap();
+    assert_eq!(a.base_offset, 1);
+
+    // The node leading the most groups dies; the others take over every group it led.
+    let victim =
+        (0..3).max_by_key(|i| ids.iter().filter(|g| leader_of_group(&nodes, **g) == Some(*i)).count()).unwrap();
+    let dead = nodes.remove(victim);
+    dead.server.abort();
+    for t in &dead.tasks {
+        t.abort();
+    }
+    for g in dead.groups.groups() {
+        g.shutdown().await;
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    for gid in &ids {
+        // A new leader takes writes once a quorum has answered it (openraft's leader lease).
+        loop {
+            if leader_of_group(&nodes, *gid).is_some() {
+                let a = tokio::time::timeout(Duration::from_secs(5), write(&nodes, *gid, 2)).await;
+                if matches!(a, Ok(Ok(_))) {
+                    break;
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "group {gid} takes no writes after node {} died", dead.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for n in nodes {
+        n.server.abort();
+        for t in &n.tasks {
+            t.abort();
+        }
+        for g in n.groups.groups() {
+            g.shutdown().await;
+        }
     }
 }
