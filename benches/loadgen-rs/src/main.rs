@@ -2,12 +2,21 @@
 //!
 //!     rill-loadgen produce --bootstrap H:P --topic T --count N --size S --acks 1|all [--timeout SEC]
 //!     rill-loadgen consume --bootstrap H:P --topic T --count N [--size S] [--timeout SEC]
+//!     rill-loadgen latency --bootstrap H:P --topic T --rate R --duration SEC [--warmup SEC]
+//!                          [--size S] [--acks 1|all] [--linger-ms MS] [--keyed 1] [--timeout SEC]
 //!
 //! Prints one JSON object: records, bytes, elapsed_s, records_per_s, mb_per_s (10^6 bytes of
 //! record values per second), errors, client_cpu_s (whole process), main_thread_cpu_s.
 //! Producer: timed from the first send until every delivery report arrived.
 //! Consumer: assign() every partition from offset 0, timed until `count` records were read
 //! (group.id set, never committed). Both bounded by --timeout; exit code 2 when it expires.
+//!
+//! Latency (`latency`, see latency.rs): a producer on a fixed schedule (record i is due at
+//! start + i/rate) and a consumer in the same process; each record carries its *intended* send
+//! time, so a stalled send is charged to every record due meanwhile (coordinated omission
+//! corrected). Reports produce latency (intended send -> delivery report) and end-to-end latency
+//! (intended send -> received by the consumer), p50/p99/p99.9/max, over the records after the
+//! warm-up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +28,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+mod latency;
 
 #[derive(Default)]
 struct Ctx {
@@ -36,26 +47,35 @@ impl ProducerContext for Ctx {
     }
 }
 
-fn cpu(who: libc::c_int) -> f64 {
+pub(crate) fn cpu(who: libc::c_int) -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(who, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
-fn process_cpu() -> f64 {
+pub(crate) fn process_cpu() -> f64 {
     cpu(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
-fn thread_cpu() -> f64 {
+pub(crate) fn thread_cpu() -> f64 {
     cpu(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-struct Args {
+#[derive(Clone)]
+pub(crate) struct Args {
     mode: String,
-    bootstrap: String,
-    topic: String,
+    /// Options only some modes read (latency: rate, duration, warmup, linger-ms, keyed).
+    kv: HashMap<String, String>,
+    pub(crate) bootstrap: String,
+    pub(crate) topic: String,
     count: u64,
-    size: usize,
-    acks: String,
-    timeout: f64,
+    pub(crate) size: usize,
+    pub(crate) acks: String,
+    pub(crate) timeout: f64,
+}
+
+impl Args {
+    pub(crate) fn opt<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
+        self.kv.get(k).map(|v| v.parse().unwrap_or_else(|_| panic!("bad --{k} {v}"))).unwrap_or(default)
+    }
 }
 
 fn parse_args() -> Args {
@@ -67,8 +87,8 @@ fn parse_args() -> Args {
         kv.insert(k.trim_start_matches("--").to_string(), v);
     }
     let get = |k: &str, d: &str| kv.get(k).cloned().unwrap_or_else(|| d.to_string());
-    if mode != "produce" && mode != "consume" {
-        eprintln!("usage: rill-loadgen produce|consume --bootstrap H:P --topic T --count N [--size S] [--acks 1|all] [--timeout SEC]");
+    if mode != "produce" && mode != "consume" && mode != "latency" {
+        eprintln!("usage: rill-loadgen produce|consume|latency --bootstrap H:P --topic T --count N [--size S] [--acks 1|all] [--timeout SEC]");
         std::process::exit(64);
     }
     Args {
@@ -79,6 +99,7 @@ fn parse_args() -> Args {
         size: get("size", "100").parse().expect("size"),
         acks: get("acks", "all"),
         timeout: get("timeout", "300").parse().expect("timeout"),
+        kv,
     }
 }
 
@@ -210,6 +231,10 @@ fn consume(a: &Args) -> Out {
 
 fn main() {
     let a = parse_args();
+    if a.mode == "latency" {
+        latency::run(&a);
+        return;
+    }
     let o = if a.mode == "produce" { produce(&a) } else { consume(&a) };
     let rate = |x: f64| if o.elapsed > 0.0 { x / o.elapsed } else { 0.0 };
     println!(
