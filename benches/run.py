@@ -257,7 +257,8 @@ def chart(summary, path, title):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--systems", default="rill,kafka,kafka-flush1")
-    ap.add_argument("--workloads", default="throughput", help="comma list of " + ",".join(WORKLOADS))
+    ap.add_argument("--workloads", default=None, help="comma list of " + ",".join(WORKLOADS)
+                    + " (default throughput; --smoke: throughput,eventbus with 2,000 records and 100 commits)")
     ap.add_argument("--scenarios", default="small,large")
     ap.add_argument("--partitions", default="1", help="throughput: comma list of partition counts (one topic)")
     ap.add_argument("--acks", default="", help="comma list overriding each system's default acks list")
@@ -279,8 +280,8 @@ def main():
     g.add_argument("--backlog-partitions", type=int, default=6)
     g.add_argument("--drop-caches", action="store_true", help="drop the page cache while the broker is down (root)")
     g = ap.add_argument_group("eventbus")
-    g.add_argument("--eventbus-records", type=int, default=100_000, help="records produced (default 100,000)")
-    g.add_argument("--eventbus-commits", type=int, default=3000, help="records consumed with a commit each (default 3000)")
+    g.add_argument("--eventbus-records", type=int, default=None, help="records produced (default 100,000)")
+    g.add_argument("--eventbus-commits", type=int, default=None, help="records consumed with a commit each (default 3000)")
     g = ap.add_argument_group("partitions")
     g.add_argument("--many-partitions", default="1000", help="comma list (default 1000; 10000 is the issue's second size)")
     g.add_argument("--settle-seconds", type=float, default=30, help="after creating the topic, before the idle sample")
@@ -291,7 +292,9 @@ def main():
     g.add_argument("--recovery-mb", type=int, default=200, help="data written before kill -9 (default 200; the issue's is 10000)")
     a = ap.parse_args()
     systems = [s for s in a.systems.split(",") if s]
-    a.workloads = [w for w in a.workloads.split(",") if w]
+    a.workloads = [w for w in (a.workloads or ("throughput,eventbus" if a.smoke else "throughput")).split(",") if w]
+    a.eventbus_records = a.eventbus_records or (2000 if a.smoke else 100_000)
+    a.eventbus_commits = a.eventbus_commits or (100 if a.smoke else 3000)
     a.scenarios = [s for s in a.scenarios.split(",") if s]
     a.partitions = [int(x) for x in a.partitions.split(",") if x]
     a.many_partitions = [int(x) for x in a.many_partitions.split(",") if x]

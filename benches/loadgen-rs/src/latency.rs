@@ -20,9 +20,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::ClientContext;
 
-use crate::{process_cpu, thread_cpu, Args};
+use crate::{every_partition_from_start, process_cpu, thread_cpu, Args};
 
 /// Microseconds, 1 us .. 1 h, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -97,14 +97,7 @@ fn consumer(a: &Args, base: Instant, target: Arc<AtomicU64>, ready: Arc<AtomicBo
         .set("check.crcs", "false")
         .create()
         .expect("consumer");
-    let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10)).expect("metadata");
-    let nparts = md.topics().iter().find(|t| t.name() == a.topic).map(|t| t.partitions().len()).unwrap_or(0);
-    assert!(nparts > 0, "topic {} has no partitions", a.topic);
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..nparts as i32 {
-        tpl.add_partition_offset(&a.topic, p, Offset::Offset(0)).unwrap();
-    }
-    c.assign(&tpl).expect("assign");
+    c.assign(&every_partition_from_start(&c, &a.topic)).expect("assign");
     let mut out = ConsumerOut { got: 0, errors: 0, hist: histogram() };
     let h = Mutex::new(histogram());
     let armed = Instant::now() + Duration::from_millis(500);

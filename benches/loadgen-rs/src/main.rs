@@ -173,6 +173,18 @@ fn produce(a: &Args) -> Out {
     }
 }
 
+/// Every partition of `topic` (from Metadata) at offset 0, for `assign()`.
+pub(crate) fn every_partition_from_start(c: &BaseConsumer, topic: &str) -> TopicPartitionList {
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let nparts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
+    assert!(nparts > 0, "topic {topic} has no partitions");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..nparts as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
+    }
+    tpl
+}
+
 fn consume(a: &Args) -> Out {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &a.bootstrap)
@@ -191,15 +203,9 @@ fn consume(a: &Args) -> Out {
         .set("check.crcs", "false")
         .create()
         .expect("consumer");
-    let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10)).expect("metadata");
-    let nparts = md.topics().iter().find(|t| t.name() == a.topic).map(|t| t.partitions().len()).unwrap_or(0);
-    assert!(nparts > 0, "topic {} has no partitions", a.topic);
+    let tpl = every_partition_from_start(&c, &a.topic);
     let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
     let (c0, th0, t0) = (process_cpu(), thread_cpu(), Instant::now());
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..nparts as i32 {
-        tpl.add_partition_offset(&a.topic, p, Offset::Offset(0)).unwrap();
-    }
     c.assign(&tpl).expect("assign");
     let (mut got, mut bytes, mut errors) = (0u64, 0u64, 0u64);
     while got < a.count && Instant::now() < deadline {
