@@ -16,6 +16,10 @@
     heartbeat.interval.ms=--heartbeat-ms (default 500): members learn of a rebalance from their next
     heartbeat, so the heartbeat interval bounds the "leave" time from below.
 
+The event-bus variant of (a), with the client profile of /work/shared/CLIENT-PROFILES.md
+(Avro-framed 104-204 B records, batch.size 1024, linger 5 ms, acks=all), is bench_eventbus(),
+run by benches/run.py --workloads eventbus.
+
 Each system gets a fresh broker (tests/support/broker.py) with group.initial.rebalance.delay.ms=0
 (Kafka's apache-kafka.sh sets the same). Bounded: every phase has a 60 s timeout; --smoke runs
 500 commits and one rebalance round per system (< 30 s with a warm Kafka classpath).

@@ -225,13 +225,13 @@ def other_tables(rows):
                                         f"{r['produce_records']:,} / {r['records']:,}"] for r in eb]))
     mp = [r for r in rows if r.get("workload") == "partitions"]
     if mp:
-        hdr = ["system", "partitions", "create s", "RSS MB before", "idle CPU %", "idle RSS MB", "threads", "fds",
+        hdr = ["system", "partitions (topics)", "create s", "RSS MB before", "idle CPU %", "idle RSS MB", "threads", "fds",
                "maps", "load rec/s", "load CPU %", "load RSS MB", "load e2e p99 ms", "error"]
 
         def g(r, k, f):
             return r[k][f] if r.get(k) else "-"
         out.append("### Many partitions, one node: idle and under a modest keyed load\n\n" + markdown([hdr] + [
-            [r["system"], f"{r['partitions']:,}", r["create_s"], r["before_topic"]["rss_mb"], g(r, "idle", "cpu_pct"),
+            [r["system"], f"{r['partitions']:,} ({r.get('topics', 1)})", r["create_s"], r["before_topic"]["rss_mb"], g(r, "idle", "cpu_pct"),
              g(r, "idle", "rss_mb"), r.get("threads", "-"), r.get("fds", "-"), r.get("maps", "-"),
              f"{r['load']['records_per_s']:,.0f}" if r.get("load") else "-", g(r, "load", "cpu_pct"),
              g(r, "load", "rss_mb"), r["load"]["e2e_latency_ms"]["p99"] if r.get("load") else "-",
@@ -287,6 +287,8 @@ def main():
     g.add_argument("--settle-seconds", type=float, default=30, help="after creating the topic, before the idle sample")
     g.add_argument("--idle-seconds", type=float, default=30, help="idle sample, and the loaded sample")
     g.add_argument("--many-rate", type=int, default=2000, help="records/s of the loaded sample (keyed over all partitions)")
+    g.add_argument("--topic-max-partitions", type=int, default=5000,
+                   help="partitions per topic (more go to further topics; Kafka refuses >10,000 in one CreateTopics)")
     g.add_argument("--create-timeout", type=float, default=300, help="topic creation / restart bound (s)")
     g = ap.add_argument_group("recovery")
     g.add_argument("--recovery-mb", type=int, default=200, help="data written before kill -9 (default 200; the issue's is 10000)")

@@ -22,7 +22,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use crate::{every_partition_from_start, process_cpu, thread_cpu, Args};
+use crate::{consumer_config, every_partition_from_start, process_cpu, thread_cpu, Args};
 
 /// Microseconds, 1 us .. 1 h, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -87,14 +87,8 @@ struct ConsumerOut {
 /// Reads the topic from offset 0 until `target` records (set by the producer once it knows how
 /// many were delivered) or the deadline; records the end-to-end latency of non-warm-up records.
 fn consumer(a: &Args, base: Instant, target: Arc<AtomicU64>, ready: Arc<AtomicBool>, deadline: Instant) -> ConsumerOut {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
-        .set("group.id", "rill-bench-latency-unused")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let c: BaseConsumer = consumer_config(&a.bootstrap, "rill-bench-latency-unused")
         .set("fetch.wait.max.ms", a.opt("fetch-wait-max-ms", 100u32).to_string())
-        .set("check.crcs", "false")
         .create()
         .expect("consumer");
     c.assign(&every_partition_from_start(&c, &a.topic)).expect("assign");
@@ -151,7 +145,10 @@ pub(crate) fn run(a: &Args) {
         .set("message.timeout.ms", ((a.timeout * 1000.0) as u64).to_string())
         .create_with_context(Ctx { base, ok: AtomicU64::new(0), err: AtomicU64::new(0), hist: Mutex::new(histogram()) })
         .expect("producer");
-    p.client().fetch_metadata(Some(&a.topic), Duration::from_secs(10)).expect("metadata");
+    let topics: Vec<&str> = a.topic.split(',').collect();
+    for t in &topics {
+        p.client().fetch_metadata(Some(t), Duration::from_secs(30)).expect("metadata");
+    }
     while !ready.load(Ordering::Acquire) && Instant::now() < deadline {
         p.poll(Duration::from_millis(10));
     }
@@ -183,7 +180,7 @@ pub(crate) fn run(a: &Args) {
         value[..8].copy_from_slice(&due.to_le_bytes());
         value[8] = (i < n_warm) as u8;
         let key = i.to_le_bytes();
-        let mut rec = BaseRecord::<[u8], [u8]>::to(&a.topic).payload(&value[..]);
+        let mut rec = BaseRecord::<[u8], [u8]>::to(topics[i as usize % topics.len()]).payload(&value[..]);
         if keyed != 0 {
             rec = rec.key(&key[..]);
         }

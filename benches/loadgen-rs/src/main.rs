@@ -4,6 +4,7 @@
 //!     rill-loadgen consume --bootstrap H:P --topic T --count N [--size S] [--timeout SEC]
 //!     rill-loadgen latency --bootstrap H:P --topic T --rate R --duration SEC [--warmup SEC]
 //!                          [--size S] [--acks 1|all] [--linger-ms MS] [--keyed 1] [--timeout SEC]
+//!     (latency: --topic may be a comma list; records go to the topics in turn)
 //!
 //! Prints one JSON object: records, bytes, elapsed_s, records_per_s, mb_per_s (10^6 bytes of
 //! record values per second), errors, client_cpu_s (whole process), main_thread_cpu_s.
@@ -173,25 +174,36 @@ fn produce(a: &Args) -> Out {
     }
 }
 
-/// Every partition of `topic` (from Metadata) at offset 0, for `assign()`.
-pub(crate) fn every_partition_from_start(c: &BaseConsumer, topic: &str) -> TopicPartitionList {
-    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let nparts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
-    assert!(nparts > 0, "topic {topic} has no partitions");
+/// A consumer that reads without committing: `group.id` set (librdkafka needs one), offsets
+/// neither committed nor stored, no CRC checks.
+pub(crate) fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("check.crcs", "false");
+    c
+}
+
+/// Every partition of `topics` (one name or a comma list; from Metadata) at offset 0, for
+/// `assign()`.
+pub(crate) fn every_partition_from_start(c: &BaseConsumer, topics: &str) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::new();
-    for p in 0..nparts as i32 {
-        tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
+    for topic in topics.split(',') {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+        let nparts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
+        assert!(nparts > 0, "topic {topic} has no partitions");
+        for p in 0..nparts as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
+        }
     }
     tpl
 }
 
 fn consume(a: &Args) -> Out {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
-        .set("group.id", "rill-bench-unused")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
+    let c: BaseConsumer = consumer_config(&a.bootstrap, "rill-bench-unused")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "8388608")
         // librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) once its local queue
@@ -200,7 +212,6 @@ fn consume(a: &Args) -> Out {
         .set("queued.max.messages.kbytes", "1048576")
         .set("fetch.queue.backoff.ms", "10")
         .set("fetch.wait.max.ms", "100")
-        .set("check.crcs", "false")
         .create()
         .expect("consumer");
     let tpl = every_partition_from_start(&c, &a.topic);
