@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::ClientContext;
 
-use crate::{consumer_config, every_partition_from_start, process_cpu, thread_cpu, Args};
+use crate::{consumer_config, every_partition_from_start, process_cpu, send_retrying, thread_cpu, Args};
 
 /// Microseconds, 1 us .. 1 h, 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -184,21 +184,8 @@ pub(crate) fn run(a: &Args) {
         if keyed != 0 {
             rec = rec.key(&key[..]);
         }
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("send: {e}"),
-            }
-            if Instant::now() > deadline {
-                timed_out = true;
-                break;
-            }
-        }
-        if timed_out {
+        if !send_retrying(&p, rec, deadline) {
+            timed_out = true;
             break;
         }
         i += 1;

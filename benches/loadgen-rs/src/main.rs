@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -114,6 +114,28 @@ struct Out {
     timed_out: bool,
 }
 
+/// Sends `rec`, serving delivery reports while librdkafka's queue is full; false if `deadline`
+/// passed first.
+pub(crate) fn send_retrying<C, K>(p: &BaseProducer<C>, mut rec: BaseRecord<'_, K, [u8]>, deadline: Instant) -> bool
+where
+    C: ProducerContext<DeliveryOpaque = ()>,
+    K: ToBytes + ?Sized,
+{
+    loop {
+        match p.send(rec) {
+            Ok(()) => return true,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(1));
+                if Instant::now() > deadline {
+                    return false;
+                }
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
+}
+
 fn produce(a: &Args) -> Out {
     let p: BaseProducer<Ctx> = ClientConfig::new()
         .set("bootstrap.servers", &a.bootstrap)
@@ -135,20 +157,9 @@ fn produce(a: &Args) -> Out {
     let mut sent = 0u64;
     let mut timed_out = false;
     'outer: while sent < a.count {
-        let mut rec = BaseRecord::<(), [u8]>::to(&a.topic).payload(&payload[..]);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(1));
-                    if Instant::now() > deadline {
-                        timed_out = true;
-                        break 'outer;
-                    }
-                }
-                Err((e, _)) => panic!("send: {e}"),
-            }
+        if !send_retrying(&p, BaseRecord::<(), [u8]>::to(&a.topic).payload(&payload[..]), deadline) {
+            timed_out = true;
+            break 'outer;
         }
         sent += 1;
         if sent % 10_000 == 0 {
