@@ -168,7 +168,7 @@ def svg_bars(path, title, groups, series, unit):
     height = top + rows_h + 40
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 110}" height="{height}" '
          f'font-family="sans-serif" font-size="11">',
-         f'<rect width="100%" height="100%" fill="white"/>',
+         '<rect width="100%" height="100%" fill="white"/>',
          f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>']
     for i, s in enumerate(series):
         x = left + i * 120

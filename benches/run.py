@@ -15,8 +15,8 @@ Scenarios: small = 1,000,000 x 100 B records, large = 200,000 x 1 KiB records
 Default acks per system: rill 1,all; kafka 1,all; kafka-flush1 all (override with --acks).
 
 Each (system, scenario, partitions, acks) run uses its own topic with --partitions partitions
-(default 1), created beforehand with CreateTopics; the producer runs, then a consumer reads the topic from offset 0. Load generator:
-benches/loadgen.py in its own process. Around each phase the broker's utime+stime
+(default 1), created beforehand with CreateTopics; the producer runs, then a consumer reads the
+topic from offset 0. Load generator: loadgen-rs (or benches/loadgen.py) in its own process. Around each phase the broker's utime+stime
 (/proc/<pid>/stat) is sampled; its peak RSS (VmHWM) is reset before each run via
 /proc/<pid>/clear_refs (5) and read after each phase.
 
