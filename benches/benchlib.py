@@ -145,3 +145,48 @@ def run_loadgen(cmd, mode, bootstrap, topic, count, size, acks, timeout, extra=(
         res["loadgen_exit"] = r.returncode
         res["stderr_tail"] = r.stderr[-1000:]
     return res
+
+
+def markdown(lines):
+    """A Markdown table from a header row and data rows."""
+    out = ["| " + " | ".join(str(c) for c in lines[0]) + " |", "|" + "---|" * len(lines[0])]
+    out += ["| " + " | ".join(str(c) for c in l) + " |" for l in lines[1:]]
+    return "\n".join(out)
+
+
+SVG_COLOURS = ["#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e"]
+
+
+def svg_bars(path, title, groups, series, unit):
+    """A horizontal grouped bar chart as a standalone SVG (no plotting library needed):
+    groups = [(label, {series name: value})], one bar per series present in a group."""
+    from xml.sax.saxutils import escape
+    series = [s for s in series if any(s in g for _, g in groups)]
+    vmax = max((v for _, g in groups for v in g.values()), default=1) or 1
+    bar, gap, left, width, top = 12, 10, 250, 520, 50
+    rows_h = sum(len([s for s in series if s in g]) * bar + gap for _, g in groups)
+    height = top + rows_h + 40
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 110}" height="{height}" '
+         f'font-family="sans-serif" font-size="11">',
+         '<rect width="100%" height="100%" fill="white"/>',
+         f'<text x="10" y="20" font-size="14" font-weight="bold">{escape(title)}</text>']
+    for i, s in enumerate(series):
+        x = left + i * 120
+        o.append(f'<rect x="{x}" y="30" width="10" height="10" fill="{SVG_COLOURS[i % len(SVG_COLOURS)]}"/>'
+                 f'<text x="{x + 14}" y="39">{escape(s)}</text>')
+    y = top
+    for label, g in groups:
+        present = [s for s in series if s in g]
+        o.append(f'<text x="{left - 6}" y="{y + len(present) * bar / 2 + 4}" text-anchor="end">{escape(label)}</text>')
+        for s in present:
+            w = max(1.0, width * g[s] / vmax)
+            c = SVG_COLOURS[series.index(s) % len(SVG_COLOURS)]
+            o.append(f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar - 2}" fill="{c}"/>'
+                     f'<text x="{left + w + 4:.1f}" y="{y + bar - 3}">{g[s]:,.0f}</text>')
+            y += bar
+        y += gap
+    o.append(f'<line x1="{left}" y1="{top - 4}" x2="{left}" y2="{y}" stroke="black"/>')
+    o.append(f'<text x="{left}" y="{y + 16}">0</text><text x="{left + width}" y="{y + 16}" text-anchor="end">'
+             f'{vmax:,.0f} {escape(unit)}</text></svg>')
+    with open(path, "w") as f:
+        f.write("\n".join(o) + "\n")

@@ -16,6 +16,10 @@
     heartbeat.interval.ms=--heartbeat-ms (default 500): members learn of a rebalance from their next
     heartbeat, so the heartbeat interval bounds the "leave" time from below.
 
+The event-bus variant of (a), with the client profile of /work/shared/CLIENT-PROFILES.md
+(Avro-framed 104-204 B records, batch.size 1024, linger 5 ms, acks=all), is bench_eventbus(),
+run by benches/run.py --workloads eventbus.
+
 Each system gets a fresh broker (tests/support/broker.py) with group.initial.rebalance.delay.ms=0
 (Kafka's apache-kafka.sh sets the same). Bounded: every phase has a 60 s timeout; --smoke runs
 500 commits and one rebalance round per system (< 30 s with a warm Kafka classpath).
@@ -60,6 +64,42 @@ def create_topic(bootstrap, name, partitions):
     raise RuntimeError(f"topic {name} not ready")
 
 
+def commit_loop(c, n, timeout=PHASE_TIMEOUT):
+    """poll() and commit(message=m, asynchronous=False) n records; returns (per-commit latencies in
+    seconds, seconds from the first record to the last commit, seconds spent in poll() after the
+    first record)."""
+    lat = []
+    poll_s = 0.0
+    start = None
+    deadline = time.monotonic() + timeout
+    while len(lat) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"commit bench timed out after {len(lat)} of {n}")
+        tp = time.perf_counter()
+        m = c.poll(1.0 if start is None else 0.1)
+        if start is not None:
+            poll_s += time.perf_counter() - tp
+        if m is None:
+            continue
+        if m.error():
+            raise RuntimeError(m.error())
+        if start is None:
+            start = time.perf_counter()
+        t = time.perf_counter()
+        c.commit(message=m, asynchronous=False)
+        lat.append(time.perf_counter() - t)
+    return lat, time.perf_counter() - start, poll_s
+
+
+def commit_result(c, n, lat, elapsed, poll_s):
+    committed = sum(tp.offset for tp in c.committed(c.assignment(), timeout=10))
+    assert committed == n, f"committed {committed}, expected {n}"
+    return {"records": n, "seconds": round(elapsed, 3), "records_per_s": round(n / elapsed, 1),
+            "commit_p50_ms": round(pct(lat, 50) * 1e3, 3), "commit_p99_ms": round(pct(lat, 99) * 1e3, 3),
+            "commit_max_ms": round(max(lat) * 1e3, 3),
+            "poll_mean_ms": round(poll_s / max(1, n - 1) * 1e3, 3)}
+
+
 def bench_commit(bootstrap, n):
     topic = f"bench-commit-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 1)
@@ -71,36 +111,57 @@ def bench_commit(bootstrap, n):
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
                   "session.timeout.ms": 10000, "heartbeat.interval.ms": 1000})
     c.subscribe([topic])
-    lat = []
-    poll_s = 0.0
-    start = None
-    deadline = time.monotonic() + PHASE_TIMEOUT
     try:
-        while len(lat) < n:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"commit bench timed out after {len(lat)} of {n}")
-            tp = time.perf_counter()
-            m = c.poll(1.0)
-            if start is not None:
-                poll_s += time.perf_counter() - tp
-            if m is None:
-                continue
-            if m.error():
-                raise RuntimeError(m.error())
-            if start is None:
-                start = time.perf_counter()
-            t = time.perf_counter()
-            c.commit(message=m, asynchronous=False)
-            lat.append(time.perf_counter() - t)
-        elapsed = time.perf_counter() - start
-        committed = c.committed(c.assignment(), timeout=10)[0].offset
+        return commit_result(c, n, *commit_loop(c, n))
     finally:
         c.close()
-    assert committed == n, f"committed {committed}, expected {n}"
-    return {"records": n, "seconds": round(elapsed, 3), "records_per_s": round(n / elapsed, 1),
-            "commit_p50_ms": round(pct(lat, 50) * 1e3, 3), "commit_p99_ms": round(pct(lat, 99) * 1e3, 3),
-            "commit_max_ms": round(max(lat) * 1e3, 3),
-            "poll_mean_ms": round(poll_s / max(1, n - 1) * 1e3, 3)}
+
+
+def avro_framed(rng, schema_id=42):
+    """A Confluent-framed Avro value of 104-204 bytes: magic 0, 4-byte schema id, random body."""
+    return b"\x00" + schema_id.to_bytes(4, "big") + rng.randbytes(rng.randint(99, 199))
+
+
+def bench_eventbus(bootstrap, n_produce, n_commit, timeout=PHASE_TIMEOUT):
+    """The event-bus profile of /work/shared/CLIENT-PROFILES.md as it is: a producer with
+    batch.size=1024, linger.ms=5, acks unset (the client default: all), idempotence off, null
+    keys, 104-204 B Avro-framed values (timed from the first produce() to the last delivery);
+    then a consumer (group, auto.offset.reset=earliest, enable.auto.commit=false, poll 100 ms)
+    that commits synchronously after every record, for the first n_commit records."""
+    import random
+    rng = random.Random(7)
+    topic = f"bench-eventbus-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 1)
+    values = [avro_framed(rng) for _ in range(min(n_produce, 10_000))]
+    errors = []
+    p = Producer({"bootstrap.servers": bootstrap, "batch.size": 1024, "linger.ms": 5, "enable.idempotence": False,
+                  "on_delivery": lambda e, m: e is not None and errors.append(str(e))})
+    p.list_topics(topic, timeout=10)
+    t0 = time.perf_counter()
+    for i in range(n_produce):
+        while True:
+            try:
+                p.produce(topic, value=values[i % len(values)])
+                break
+            except BufferError:
+                p.poll(0.01)
+        if i % 1000 == 0:
+            p.poll(0)
+    left = p.flush(timeout)
+    produce_s = time.perf_counter() - t0
+    if left or errors:
+        raise RuntimeError(f"event-bus produce: {left} undelivered, errors {errors[:3]}")
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-eventbus-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    try:
+        res = commit_result(c, n_commit, *commit_loop(c, n_commit, timeout))
+    finally:
+        c.close()
+    res.update(produce_records=n_produce, produce_s=round(produce_s, 3),
+               produce_records_per_s=round(n_produce / produce_s, 1),
+               value_bytes_mean=round(sum(map(len, values)) / len(values), 1))
+    return res
 
 
 class Member(threading.Thread):

@@ -2,12 +2,22 @@
 //!
 //!     rill-loadgen produce --bootstrap H:P --topic T --count N --size S --acks 1|all [--timeout SEC]
 //!     rill-loadgen consume --bootstrap H:P --topic T --count N [--size S] [--timeout SEC]
+//!     rill-loadgen latency --bootstrap H:P --topic T --rate R --duration SEC [--warmup SEC]
+//!                          [--size S] [--acks 1|all] [--linger-ms MS] [--keyed 1] [--timeout SEC]
+//!     (latency: --topic may be a comma list; records go to the topics in turn)
 //!
 //! Prints one JSON object: records, bytes, elapsed_s, records_per_s, mb_per_s (10^6 bytes of
 //! record values per second), errors, client_cpu_s (whole process), main_thread_cpu_s.
 //! Producer: timed from the first send until every delivery report arrived.
 //! Consumer: assign() every partition from offset 0, timed until `count` records were read
 //! (group.id set, never committed). Both bounded by --timeout; exit code 2 when it expires.
+//!
+//! Latency (`latency`, see latency.rs): a producer on a fixed schedule (record i is due at
+//! start + i/rate) and a consumer in the same process; each record carries its *intended* send
+//! time, so a stalled send is charged to every record due meanwhile (coordinated omission
+//! corrected). Reports produce latency (intended send -> delivery report) and end-to-end latency
+//! (intended send -> received by the consumer), p50/p99/p99.9/max, over the records after the
+//! warm-up.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,9 +26,11 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+mod latency;
 
 #[derive(Default)]
 struct Ctx {
@@ -36,26 +48,35 @@ impl ProducerContext for Ctx {
     }
 }
 
-fn cpu(who: libc::c_int) -> f64 {
+pub(crate) fn cpu(who: libc::c_int) -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     unsafe { libc::clock_gettime(who, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
-fn process_cpu() -> f64 {
+pub(crate) fn process_cpu() -> f64 {
     cpu(libc::CLOCK_PROCESS_CPUTIME_ID)
 }
-fn thread_cpu() -> f64 {
+pub(crate) fn thread_cpu() -> f64 {
     cpu(libc::CLOCK_THREAD_CPUTIME_ID)
 }
 
-struct Args {
+#[derive(Clone)]
+pub(crate) struct Args {
     mode: String,
-    bootstrap: String,
-    topic: String,
+    /// Options only some modes read (latency: rate, duration, warmup, linger-ms, keyed).
+    kv: HashMap<String, String>,
+    pub(crate) bootstrap: String,
+    pub(crate) topic: String,
     count: u64,
-    size: usize,
-    acks: String,
-    timeout: f64,
+    pub(crate) size: usize,
+    pub(crate) acks: String,
+    pub(crate) timeout: f64,
+}
+
+impl Args {
+    pub(crate) fn opt<T: std::str::FromStr>(&self, k: &str, default: T) -> T {
+        self.kv.get(k).map(|v| v.parse().unwrap_or_else(|_| panic!("bad --{k} {v}"))).unwrap_or(default)
+    }
 }
 
 fn parse_args() -> Args {
@@ -67,8 +88,8 @@ fn parse_args() -> Args {
         kv.insert(k.trim_start_matches("--").to_string(), v);
     }
     let get = |k: &str, d: &str| kv.get(k).cloned().unwrap_or_else(|| d.to_string());
-    if mode != "produce" && mode != "consume" {
-        eprintln!("usage: rill-loadgen produce|consume --bootstrap H:P --topic T --count N [--size S] [--acks 1|all] [--timeout SEC]");
+    if mode != "produce" && mode != "consume" && mode != "latency" {
+        eprintln!("usage: rill-loadgen produce|consume|latency --bootstrap H:P --topic T --count N [--size S] [--acks 1|all] [--timeout SEC]");
         std::process::exit(64);
     }
     Args {
@@ -79,6 +100,7 @@ fn parse_args() -> Args {
         size: get("size", "100").parse().expect("size"),
         acks: get("acks", "all"),
         timeout: get("timeout", "300").parse().expect("timeout"),
+        kv,
     }
 }
 
@@ -90,6 +112,28 @@ struct Out {
     thread_cpu: f64,
     errors: u64,
     timed_out: bool,
+}
+
+/// Sends `rec`, serving delivery reports while librdkafka's queue is full; false if `deadline`
+/// passed first.
+pub(crate) fn send_retrying<C, K>(p: &BaseProducer<C>, mut rec: BaseRecord<'_, K, [u8]>, deadline: Instant) -> bool
+where
+    C: ProducerContext<DeliveryOpaque = ()>,
+    K: ToBytes + ?Sized,
+{
+    loop {
+        match p.send(rec) {
+            Ok(()) => return true,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                p.poll(Duration::from_millis(1));
+                if Instant::now() > deadline {
+                    return false;
+                }
+            }
+            Err((e, _)) => panic!("send: {e}"),
+        }
+    }
 }
 
 fn produce(a: &Args) -> Out {
@@ -113,20 +157,9 @@ fn produce(a: &Args) -> Out {
     let mut sent = 0u64;
     let mut timed_out = false;
     'outer: while sent < a.count {
-        let mut rec = BaseRecord::<(), [u8]>::to(&a.topic).payload(&payload[..]);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    rec = r;
-                    p.poll(Duration::from_millis(1));
-                    if Instant::now() > deadline {
-                        timed_out = true;
-                        break 'outer;
-                    }
-                }
-                Err((e, _)) => panic!("send: {e}"),
-            }
+        if !send_retrying(&p, BaseRecord::<(), [u8]>::to(&a.topic).payload(&payload[..]), deadline) {
+            timed_out = true;
+            break 'outer;
         }
         sent += 1;
         if sent % 10_000 == 0 {
@@ -152,13 +185,36 @@ fn produce(a: &Args) -> Out {
     }
 }
 
-fn consume(a: &Args) -> Out {
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &a.bootstrap)
-        .set("group.id", "rill-bench-unused")
+/// A consumer that reads without committing: `group.id` set (librdkafka needs one), offsets
+/// neither committed nor stored, no CRC checks.
+pub(crate) fn consumer_config(bootstrap: &str, group: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        .set("check.crcs", "false");
+    c
+}
+
+/// Every partition of `topics` (one name or a comma list; from Metadata) at offset 0, for
+/// `assign()`.
+pub(crate) fn every_partition_from_start(c: &BaseConsumer, topics: &str) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics.split(',') {
+        let md = c.fetch_metadata(Some(topic), Duration::from_secs(30)).expect("metadata");
+        let nparts = md.topics().iter().find(|t| t.name() == topic).map(|t| t.partitions().len()).unwrap_or(0);
+        assert!(nparts > 0, "topic {topic} has no partitions");
+        for p in 0..nparts as i32 {
+            tpl.add_partition_offset(topic, p, Offset::Offset(0)).unwrap();
+        }
+    }
+    tpl
+}
+
+fn consume(a: &Args) -> Out {
+    let c: BaseConsumer = consumer_config(&a.bootstrap, "rill-bench-unused")
         .set("fetch.max.bytes", "52428800")
         .set("max.partition.fetch.bytes", "8388608")
         // librdkafka pauses fetching for fetch.queue.backoff.ms (default 1 s) once its local queue
@@ -167,18 +223,11 @@ fn consume(a: &Args) -> Out {
         .set("queued.max.messages.kbytes", "1048576")
         .set("fetch.queue.backoff.ms", "10")
         .set("fetch.wait.max.ms", "100")
-        .set("check.crcs", "false")
         .create()
         .expect("consumer");
-    let md = c.fetch_metadata(Some(&a.topic), Duration::from_secs(10)).expect("metadata");
-    let nparts = md.topics().iter().find(|t| t.name() == a.topic).map(|t| t.partitions().len()).unwrap_or(0);
-    assert!(nparts > 0, "topic {} has no partitions", a.topic);
+    let tpl = every_partition_from_start(&c, &a.topic);
     let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
     let (c0, th0, t0) = (process_cpu(), thread_cpu(), Instant::now());
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..nparts as i32 {
-        tpl.add_partition_offset(&a.topic, p, Offset::Offset(0)).unwrap();
-    }
     c.assign(&tpl).expect("assign");
     let (mut got, mut bytes, mut errors) = (0u64, 0u64, 0u64);
     while got < a.count && Instant::now() < deadline {
@@ -210,6 +259,10 @@ fn consume(a: &Args) -> Out {
 
 fn main() {
     let a = parse_args();
+    if a.mode == "latency" {
+        latency::run(&a);
+        return;
+    }
     let o = if a.mode == "produce" { produce(&a) } else { consume(&a) };
     let rate = |x: f64| if o.elapsed > 0.0 { x / o.elapsed } else { 0.0 };
     println!(
