@@ -43,3 +43,15 @@ def test_kip848_two_members_split_six_partitions_then_leave(broker, java_cp, top
     create_topic(broker, topic_name, partitions=6)
     out = run_java(java_cp, "Kip848Check", "two", broker.bootstrap, topic_name, 6, group_name(), assignor, timeout=300)
     assert "OK kip848 two members" in out
+
+
+def test_kip848_regex_subscription(broker, java_cp, topic_name):
+    """subscribe(SubscriptionPattern) with group.protocol=consumer: the coordinator matches the
+    regex (SubscribedTopicRegex) against whole topic names, and a topic created later joins."""
+    n = 50
+    for t in (f"{topic_name}-a", f"{topic_name}-b", f"{topic_name}x-c"):
+        create_topic(broker, t, partitions=2)
+        produce(broker, t, 0, n, 2)
+    out = run_java(java_cp, "Kip848Check", "regex", broker.bootstrap, topic_name, 2, group_name(), "uniform", n,
+                   timeout=300)
+    assert "OK kip848 regex" in out

@@ -11,6 +11,10 @@
 //! - then it moves to the target epoch and gets the target partitions that no other member
 //!   still owns; the others follow on later heartbeats once released (`UnreleasedPartitions`).
 //!
+//! Regular expression subscriptions (SubscribedTopicRegex) are matched against every
+//! non-internal topic on each heartbeat of the group, so a topic created later joins the
+//! assignment within a heartbeat interval.
+//!
 //! Not kept across restarts: members of a group that vanished get UNKNOWN_MEMBER_ID and
 //! rejoin with epoch 0 (committed offsets are durable and unaffected).
 
@@ -48,6 +52,32 @@ impl Default for ConsumerSettings {
 
 /// A topic as the group sees it: (id, partition count).
 pub type TopicInfo = (Uuid, i32);
+
+/// The cluster's topics as a group sees them.
+pub trait TopicView {
+    fn info(&self, name: &str) -> Option<TopicInfo>;
+    /// Names a regular expression subscription may match (internal topics excluded), sorted.
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+impl<F: Fn(&str) -> Option<TopicInfo>> TopicView for F {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self(name)
+    }
+}
+
+/// A SubscribedTopicRegex (RE2/J syntax, which Rust's `regex` follows closely), matched
+/// against whole topic names as Kafka does.
+fn compile_regex(r: &str) -> Result<regex::Regex, HbError> {
+    regex::Regex::new(&format!("^(?:{r})$")).map_err(|e| {
+        (
+            ResponseError::InvalidRegularExpression,
+            Some(format!("SubscribedTopicRegex `{r}` is not a valid regular expression: {e}")),
+        )
+    })
+}
 
 /// A ConsumerGroupHeartbeat as the machine sees it.
 #[derive(Debug, Clone, Default)]
@@ -96,6 +126,9 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub subscribed: Vec<String>,
     pub regex: Option<String>,
+    compiled: Option<regex::Regex>,
+    /// Topics the regex matches now (refreshed on every heartbeat of the group).
+    matched: Vec<String>,
     pub server_assignor: Option<AssignorKind>,
     pub rebalance_timeout_ms: i32,
     pub member_epoch: i32,
@@ -107,6 +140,13 @@ pub struct ConsumerMember {
     pub revoking: Assignment,
     session_deadline: i64,
     revoke_deadline: Option<i64>,
+}
+
+impl ConsumerMember {
+    /// Subscribed by name or matched by the regex.
+    fn topics(&self) -> impl Iterator<Item = &String> {
+        self.subscribed.iter().chain(self.matched.iter())
+    }
 }
 
 /// The group states ConsumerGroupDescribe and ListGroups report.
@@ -203,7 +243,7 @@ impl ConsumerGroup {
 
     /// Topic names any member subscribes to.
     pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members.values().flat_map(|m| m.subscribed.iter().cloned()).collect()
+        self.members.values().flat_map(|m| m.topics().cloned()).collect()
     }
 
     fn bump(&mut self, now: i64) {
@@ -215,15 +255,14 @@ impl ConsumerGroup {
     pub fn heartbeat(
         &mut self,
         req: HeartbeatRequest,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicView,
         now: i64,
     ) -> Result<HeartbeatResponse, HbError> {
-        if req.subscribed_topic_regex.as_deref().is_some_and(|r| !r.is_empty()) {
-            return Err((
-                ResponseError::InvalidRegularExpression,
-                Some("regular expression subscriptions are not supported by this broker".into()),
-            ));
-        }
+        // Checked up front so a bad one changes nothing.
+        let compiled = match req.subscribed_topic_regex.as_deref() {
+            Some(r) if !r.is_empty() => Some(compile_regex(r)?),
+            _ => None,
+        };
         if let Some(a) = &req.server_assignor {
             if AssignorKind::parse(a).is_none_or(|k| !self.settings.assignors.contains(&k)) {
                 return Err((ResponseError::UnsupportedAssignor, Some(format!("ServerAssignor {a} is not supported"))));
@@ -231,8 +270,8 @@ impl ConsumerGroup {
         }
         match req.member_epoch {
             -1 | -2 => self.leave(req, now),
-            0 => self.join(req, topics, now),
-            e if e > 0 => self.heartbeat_member(req, topics, now),
+            0 => self.join(req, compiled, topics, now),
+            e if e > 0 => self.heartbeat_member(req, compiled, topics, now),
             _ => Err(invalid("MemberEpoch is invalid")),
         }
     }
@@ -240,7 +279,8 @@ impl ConsumerGroup {
     fn join(
         &mut self,
         mut req: HeartbeatRequest,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        compiled: Option<regex::Regex>,
+        topics: &dyn TopicView,
         now: i64,
     ) -> Result<HeartbeatResponse, HbError> {
         if req.rebalance_timeout_ms < 0 {
@@ -249,7 +289,7 @@ impl ConsumerGroup {
         if req.owned.as_ref().is_none_or(|o| !normalize(o.clone()).is_empty()) {
             return Err(invalid("TopicPartitions must be empty when (re-)joining."));
         }
-        if req.subscribed_topic_names.is_none() {
+        if req.subscribed_topic_names.is_none() && compiled.is_none() {
             return Err(invalid("SubscribedTopicNames or SubscribedTopicRegex must be set in first request."));
         }
         if req.member_id.is_empty() {
@@ -303,6 +343,8 @@ impl ConsumerGroup {
                     client_host: String::new(),
                     subscribed: Vec::new(),
                     regex: None,
+                    compiled: None,
+                    matched: Vec::new(),
                     server_assignor: None,
                     rebalance_timeout_ms: req.rebalance_timeout_ms,
                     member_epoch: 0,
@@ -314,16 +356,17 @@ impl ConsumerGroup {
                     revoke_deadline: None,
                 },
             );
-            return self.update_and_reconcile(req, topics, now, true, true);
+            return self.update_and_reconcile(req, compiled, topics, now, true, true);
         }
         // A rejoin: the member reported no partitions; whatever it had is its to take again.
-        self.update_and_reconcile(req, topics, now, true, false)
+        self.update_and_reconcile(req, compiled, topics, now, true, false)
     }
 
     fn heartbeat_member(
         &mut self,
         req: HeartbeatRequest,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        compiled: Option<regex::Regex>,
+        topics: &dyn TopicView,
         now: i64,
     ) -> Result<HeartbeatResponse, HbError> {
         if req.member_id.is_empty() {
@@ -358,13 +401,14 @@ impl ConsumerGroup {
                 ))));
             }
         }
-        self.update_and_reconcile(req, topics, now, false, false)
+        self.update_and_reconcile(req, compiled, topics, now, false, false)
     }
 
     fn update_and_reconcile(
         &mut self,
         req: HeartbeatRequest,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        compiled: Option<regex::Regex>,
+        topics: &dyn TopicView,
         now: i64,
         joining: bool,
         new_member: bool,
@@ -389,6 +433,16 @@ impl ConsumerGroup {
                 names.dedup();
                 if names != m.subscribed {
                     m.subscribed = names;
+                    changed_subscription = true;
+                }
+            }
+            // An empty regex drops a regex subscription; absent means unchanged.
+            if let Some(r) = &req.subscribed_topic_regex {
+                let r = (!r.is_empty()).then(|| r.clone());
+                if r != m.regex {
+                    m.regex = r;
+                    m.compiled = compiled;
+                    m.matched.clear();
                     changed_subscription = true;
                 }
             }
@@ -497,14 +551,26 @@ impl ConsumerGroup {
     }
 
     /// Re-reads the subscribed topics; true if they changed.
-    fn refresh_metadata(&mut self, topics: &dyn Fn(&str) -> Option<TopicInfo>) -> bool {
+    fn refresh_metadata(&mut self, topics: &dyn TopicView) -> bool {
+        let mut changed = false;
+        if self.members.values().any(|m| m.compiled.is_some()) {
+            let names = topics.names();
+            for m in self.members.values_mut() {
+                let Some(r) = &m.compiled else { continue };
+                let matched: Vec<String> = names.iter().filter(|n| r.is_match(n)).cloned().collect();
+                if matched != m.matched {
+                    m.matched = matched;
+                    changed = true;
+                }
+            }
+        }
         let fresh: BTreeMap<String, TopicInfo> =
-            self.subscribed_topics().into_iter().filter_map(|n| topics(&n).map(|i| (n, i))).collect();
+            self.subscribed_topics().into_iter().filter_map(|n| topics.info(&n).map(|i| (n, i))).collect();
         if fresh != self.metadata {
             self.metadata = fresh;
-            return true;
+            changed = true;
         }
-        false
+        changed
     }
 
     /// The assignor most members ask for, else the configured default.
@@ -524,7 +590,7 @@ impl ConsumerGroup {
             .values()
             .map(|m| AssignMember {
                 id: m.id.clone(),
-                topics: m.subscribed.iter().filter_map(|n| self.metadata.get(n).map(|(id, _)| *id)).collect(),
+                topics: m.topics().filter_map(|n| self.metadata.get(n).map(|(id, _)| *id)).collect(),
             })
             .collect();
         let topics: BTreeMap<Uuid, i32> = self.metadata.values().copied().collect();

@@ -182,8 +182,55 @@ fn group_max_size_and_assignor_checks() {
     j.server_assignor = Some("sticky".into());
     assert_eq!(g.heartbeat(j, &topics(2), 0).unwrap_err().0, ResponseError::UnsupportedAssignor);
     let mut j = join("c");
-    j.subscribed_topic_regex = Some("t.*".into());
+    j.subscribed_topic_regex = Some("t(".into());
     assert_eq!(g.heartbeat(j, &topics(2), 0).unwrap_err().0, ResponseError::InvalidRegularExpression);
+}
+
+/// Topics by name for regex tests: each has its own id and 2 partitions.
+struct Named(Vec<&'static str>);
+
+impl TopicView for Named {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self.0.iter().position(|n| *n == name).map(|i| (Uuid::from_u128(100 + i as u128), 2))
+    }
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.0.iter().map(|s| s.to_string()).collect();
+        v.sort();
+        v
+    }
+}
+
+#[test]
+fn regex_subscription_matches_whole_names_and_follows_new_topics() {
+    let mut g = group();
+    let mut j = join("a");
+    j.subscribed_topic_names = None;
+    j.subscribed_topic_regex = Some("claims-.*".into());
+    let view = Named(vec!["claims-eu", "claims-us", "xclaims-eu", "claims"]);
+    let r = g.heartbeat(j, &view, 0).unwrap();
+    let got: BTreeSet<Uuid> = r.assignment.unwrap().keys().copied().collect();
+    let want: BTreeSet<Uuid> = ["claims-eu", "claims-us"].iter().map(|n| view.info(n).unwrap().0).collect();
+    assert_eq!(got, want, "anchored: neither xclaims-eu nor claims");
+    assert_eq!(g.subscribed_topics(), ["claims-eu", "claims-us"].iter().map(|s| s.to_string()).collect());
+
+    // A topic created later joins on the next heartbeat, with a new group epoch.
+    let view = Named(vec!["claims-eu", "claims-us", "xclaims-eu", "claims", "claims-apac"]);
+    let epoch = g.group_epoch;
+    let mut owned = Assignment::new();
+    for n in ["claims-eu", "claims-us"] {
+        owned.insert(view.info(n).unwrap().0, [0, 1].into_iter().collect());
+    }
+    let r = g.heartbeat(hb("a", r.member_epoch, Some(owned)), &view, 1).unwrap();
+    assert!(g.group_epoch > epoch);
+    let a = r.assignment.expect("the new topic is assigned");
+    assert!(a.contains_key(&view.info("claims-apac").unwrap().0));
+
+    // Switching to names drops nothing by itself; an empty regex ends the regex subscription.
+    let mut h = hb("a", r.member_epoch, None);
+    h.subscribed_topic_regex = Some(String::new());
+    h.subscribed_topic_names = Some(vec!["claims".into()]);
+    g.heartbeat(h, &view, 2).unwrap();
+    assert_eq!(g.subscribed_topics(), ["claims".to_string()].into_iter().collect());
 }
 
 #[test]

@@ -23,7 +23,7 @@ use rill_protocol::{Decodable, ResponseError};
 use tokio::sync::oneshot;
 
 use super::assignor::AssignorKind;
-use super::consumer::{ConsumerGroup, ConsumerSettings, HbError, HeartbeatRequest, HeartbeatResponse, TopicInfo};
+use super::consumer::{ConsumerGroup, ConsumerSettings, HbError, HeartbeatRequest, HeartbeatResponse, TopicView};
 use super::offsets_log::{GroupValue, OffsetValue, OffsetsLog, OffsetsRecord, StoredMember, OFFSETS_TOPIC};
 use super::state::{Action, Group, GroupLimits, JoinRequest, JoinResult, Phase, Reply, SyncResult};
 use crate::broker::now_ms;
@@ -528,7 +528,7 @@ impl GroupCoordinator {
         self: &Arc<Self>,
         group_id: &str,
         req: HeartbeatRequest,
-        topics: &dyn Fn(&str) -> Option<TopicInfo>,
+        topics: &dyn TopicView,
     ) -> Result<HeartbeatResponse, HbError> {
         let joining = req.member_epoch == 0;
         for _ in 0..3 {

@@ -23,7 +23,7 @@ use rill_protocol::{ResponseError, StrBytes};
 use super::s;
 use crate::broker::{now_ms, Broker, ConnContext};
 use crate::groups::assignor::Assignment;
-use crate::groups::consumer::{HeartbeatRequest as ConsumerHeartbeat, TopicInfo};
+use crate::groups::consumer::{HeartbeatRequest as ConsumerHeartbeat, TopicInfo, TopicView};
 use crate::groups::offsets_log::OffsetValue;
 use crate::groups::state::JoinRequest;
 
@@ -403,9 +403,12 @@ pub fn describe_groups(broker: &Broker, req: DescribeGroupsRequest, version: i16
             }
             if matches!(broker.groups.with_consumer_group(&id.0, |c| !c.is_empty()), Ok(true)) {
                 // As Kafka 4: DescribeGroups describes classic groups only.
+                // ErrorMessage exists from v6 on: setting it for older versions fails the
+                // encoding, and the client would wait out its request timeout.
+                let message = (version >= 6).then(|| s(format!("Group {} is not a classic group.", id.0)));
                 return g
                     .with_error_code(ResponseError::GroupIdNotFound.code())
-                    .with_error_message(Some(s(format!("Group {} is not a classic group.", id.0))))
+                    .with_error_message(message)
                     .with_group_state(s("Dead"));
             }
             match broker.groups.describe(&id.0) {
@@ -549,8 +552,27 @@ fn to_assignment(tps: Vec<consumer_group_heartbeat_request::TopicPartitions>) ->
     a
 }
 
-fn topic_resolver(broker: &Broker) -> impl Fn(&str) -> Option<TopicInfo> + '_ {
-    move |name: &str| broker.topics.get(name).map(|t| (t.id, t.partitions.len() as i32))
+/// The broker's topics for a consumer group: lookups by name, and the names a regex
+/// subscription may match (not the internal topics, as in Kafka).
+struct BrokerTopics<'a>(&'a Broker);
+
+impl TopicView for BrokerTopics<'_> {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self.0.topics.get(name).map(|t| (t.id, t.partitions.len() as i32))
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .topics
+            .list()
+            .iter()
+            .filter(|t| t.name != crate::groups::OFFSETS_TOPIC)
+            .map(|t| t.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
 }
 
 pub fn consumer_group_heartbeat(
@@ -582,8 +604,7 @@ pub fn consumer_group_heartbeat(
         client_id: client_id.unwrap_or_default().to_string(),
         client_host: format!("/{}", ctx.peer.ip()),
     };
-    let resolve = topic_resolver(broker);
-    match broker.groups.consumer_heartbeat(&req.group_id.0, hb, &resolve) {
+    match broker.groups.consumer_heartbeat(&req.group_id.0, hb, &BrokerTopics(broker)) {
         Err((e, msg)) => resp.with_error_code(e.code()).with_error_message(msg.map(s)).with_member_epoch(-1),
         Ok(r) => resp
             .with_member_id(Some(s(r.member_id)))

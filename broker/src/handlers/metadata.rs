@@ -166,7 +166,9 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16, ctx: &C
         None => broker.topics.list().iter().map(|t| topic_entry(broker, t)).collect(),
         Some(list) => list
             .into_iter()
-            .map(|rt| match rt.name {
+            // The Java client asks by topic id (KIP-848 regex subscriptions) with an empty
+            // name rather than a null one.
+            .map(|rt| match rt.name.filter(|n| !(n.0.is_empty() && !rt.topic_id.is_nil())) {
                 Some(name) => {
                     let name = name.0.to_string();
                     match broker.topics.get(&name) {

@@ -18,6 +18,10 @@ import org.apache.kafka.common.serialization.StringDeserializer;
  *   Kip848Check resume <bootstrap> <topic> <partitions> <group> <uniform|range> <from> <to> <produceAfter>
  *     as GroupResumeCheck: one consumer, commitSync after each record, reads exactly from..to-1 (then the
  *     records it produces itself), and the group's committed offsets end at the end offsets.
+ *   Kip848Check regex <bootstrap> <prefix> <partitions> <group> <uniform|range> <records>
+ *     subscribe(SubscriptionPattern "<prefix>-.*") (server-side regex, KIP-848): reads the <records> records of
+ *     <prefix>-a and <prefix>-b and nothing of <prefix>x-c; a topic <prefix>-new created afterwards joins the
+ *     assignment and its records are read too.
  *   Kip848Check two <bootstrap> <topic> <partitions> <group> <uniform|range>
  *     as GroupTwoMembersCheck: A alone owns everything; B joins and the partitions are split; B leaves and
  *     A owns everything again; every record produced meanwhile is consumed exactly once.
@@ -42,6 +46,7 @@ public class Kip848Check {
         if (mode.equals("resume")) resume(bootstrap, topic, partitions, group, assignor,
                 Integer.parseInt(a[6]), Integer.parseInt(a[7]), Integer.parseInt(a[8]));
         else if (mode.equals("two")) two(bootstrap, topic, partitions, group, assignor);
+        else if (mode.equals("regex")) regex(bootstrap, topic, partitions, group, assignor, Integer.parseInt(a[6]));
         else GroupTestUtil.fail("unknown mode " + mode);
     }
 
@@ -79,6 +84,46 @@ public class Kip848Check {
             GroupTestUtil.check(listed, "group not listed");
         }
         System.out.println("OK kip848 resumed group " + group + " (" + assignor + "): consumed " + from + ".." + (to + after - 1));
+    }
+
+    static void regex(String bootstrap, String prefix, int partitions, String group, String assignor, int records) throws Exception {
+        Map<String, Set<String>> seen = new HashMap<>();
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(props(bootstrap, group, assignor));
+             Admin admin = GroupTestUtil.admin(bootstrap)) {
+            c.subscribe(new SubscriptionPattern(prefix + "-.*"));
+            long deadline = System.currentTimeMillis() + 90_000;
+            while (System.currentTimeMillis() < deadline && count(seen, prefix + "-a", prefix + "-b") < 2 * records) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    seen.computeIfAbsent(r.topic(), t -> new HashSet<>()).add(r.value());
+                    c.commitSync(Map.of(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1)));
+                }
+            }
+            GroupTestUtil.check(count(seen, prefix + "-a", prefix + "-b") == 2 * records, "matching topics not read whole: " + sizes(seen));
+            GroupTestUtil.check(!seen.containsKey(prefix + "x-c"), "read a topic the regex does not match: " + sizes(seen));
+            for (TopicPartition tp : c.assignment())
+                GroupTestUtil.check(tp.topic().startsWith(prefix + "-"), "assigned " + tp);
+            admin.createTopics(List.of(new NewTopic(prefix + "-new", partitions, (short) -1))).all().get(30, TimeUnit.SECONDS);
+            GroupTestUtil.produce(bootstrap, prefix + "-new", partitions, 0, records);
+            deadline = System.currentTimeMillis() + 90_000;
+            while (System.currentTimeMillis() < deadline && count(seen, prefix + "-new") < records) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200)))
+                    seen.computeIfAbsent(r.topic(), t -> new HashSet<>()).add(r.value());
+            }
+            GroupTestUtil.check(count(seen, prefix + "-new") == records, "the new matching topic was not read: " + sizes(seen));
+            System.out.println("OK kip848 regex: " + sizes(seen));
+        }
+    }
+
+    static int count(Map<String, Set<String>> seen, String... topics) {
+        int n = 0;
+        for (String t : topics) n += seen.getOrDefault(t, Set.of()).size();
+        return n;
+    }
+
+    static Map<String, Integer> sizes(Map<String, Set<String>> seen) {
+        Map<String, Integer> m = new TreeMap<>();
+        seen.forEach((t, v) -> m.put(t, v.size()));
+        return m;
     }
 
     static void two(String bootstrap, String topic, int partitions, String group, String assignor) throws Exception {
