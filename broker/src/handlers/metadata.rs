@@ -168,7 +168,7 @@ pub async fn handle(broker: &Broker, req: MetadataRequest, version: i16, ctx: &C
             .into_iter()
             // The Java client asks by topic id (KIP-848 regex subscriptions) with an empty
             // name rather than a null one.
-            .map(|rt| match rt.name.filter(|n| !(n.0.is_empty() && !rt.topic_id.is_nil())) {
+            .map(|rt| match rt.name.filter(|n| !n.0.is_empty() || rt.topic_id.is_nil()) {
                 Some(name) => {
                     let name = name.0.to_string();
                     match broker.topics.get(&name) {
