@@ -258,6 +258,14 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
+/// The offset after the last whole batch of a record set (`None` if it holds none): where a
+/// reader continues. Not the last record's offset plus one: a batch compaction emptied (or
+/// thinned) still covers its whole offset range, and a reader that went by records would
+/// fetch the same empty batch forever.
+pub fn next_offset(records: &[u8]) -> Option<i64> {
+    split_batches(records).map_while(Result::ok).last().map(|(h, _)| h.last_offset() + 1)
+}
+
 /// Writes the broker-assigned base offset and partition leader epoch into a batch. Both lie
 /// outside the CRC, so the checksum stays valid.
 pub fn stamp_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {

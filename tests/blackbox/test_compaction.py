@@ -8,8 +8,9 @@ import urllib.request
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
+from confluent_kafka.admin import ConfigResource
 
-from helpers import consume_all, consumer, create_topic
+from helpers import admin, consume_all, consumer, create_topic
 
 KEYS = [f"k{i}" for i in range(5)]
 ROUNDS = 8
@@ -103,6 +104,20 @@ def java_records(java_cp, b, topic):
     return out
 
 
+def rill_cli_records(b, topic):
+    """`rill consume` (works against either target): it must move past emptied batches too."""
+    from broker import rill_bin
+    r = subprocess.run([rill_bin(), "consume", topic, "--offset", "earliest", "--exit-at-end", "--format",
+                        "%o %k %v\\n", "--bootstrap-server", b.bootstrap], capture_output=True, text=True,
+                       timeout=60, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = []
+    for ln in r.stdout.splitlines():
+        o, k, v = ln.split(" ", 2)
+        out.append((int(o), k, v or None))  # a null value prints as nothing
+    return out
+
+
 def log_bytes(b, topic):
     d = os.path.join(b.data_dir, f"{topic}-0")
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log"))
@@ -157,6 +172,7 @@ def test_compacted_topic_keeps_the_latest_value_per_key(fresh_broker, topic_name
     # Other clients read the compacted log (offset gaps, emptied batches) to its end.
     check(kafka_python_records(b, topic_name), produced)
     check(java_records(java_cp, b, topic_name), produced)
+    check(rill_cli_records(b, topic_name), produced)
 
     b.stop()
     b.restart()
@@ -179,3 +195,102 @@ def _watermarks(b, topic):
         return c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
     finally:
         c.close()
+
+
+def _metric(b, name):
+    text = urllib.request.urlopen(f"{b.admin_url}/metrics", timeout=10).read().decode()
+    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name))
+
+
+@pytest.mark.slow
+def test_consumer_offsets_are_compacted_and_still_load(fresh_broker, topic_name):
+    """__consumer_offsets is compacted like any compacted topic; the group coordinator loads
+    the compacted log (emptied batches, tombstones) after a restart."""
+    b = fresh_broker(extra={"log.cleaner.backoff.ms": "200", "offsets.topic.num.partitions": "1"})
+    if b.target != "rill":
+        pytest.skip("reads Rill's cleaner metrics and shrinks __consumer_offsets segments")
+    create_topic(b, topic_name)
+    res = ConfigResource(ConfigResource.Type.TOPIC, "__consumer_offsets",
+                         # AlterConfigs replaces every override: restate the policy.
+                         set_config={"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "0.01",
+                                     "delete.retention.ms": "100"})
+    admin(b).alter_configs([res])[res].result(timeout=30)
+    groups = {"keep": None, "gone": None}
+    for g in groups:
+        c = consumer(b, **{"group.id": f"{topic_name}-{g}"})
+        for n in range(1, 151):
+            c.commit(offsets=[TopicPartition(topic_name, 0, n)], asynchronous=False)
+        c.close()
+    admin(b).delete_consumer_groups([f"{topic_name}-gone"])[f"{topic_name}-gone"].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while _metric(b, "rill_log_cleaner_bytes_reclaimed_total") <= 0:
+        assert time.monotonic() < deadline, "__consumer_offsets was never compacted"
+        time.sleep(0.3)
+    b.stop()
+    b.restart()
+    c = consumer(b, **{"group.id": f"{topic_name}-keep"})
+    try:
+        assert c.committed([TopicPartition(topic_name, 0)], timeout=30)[0].offset == 150
+    finally:
+        c.close()
+    listed = admin(b).list_consumer_groups().result(timeout=30)
+    names = {g.group_id for g in listed.valid}
+    assert f"{topic_name}-keep" in names and f"{topic_name}-gone" not in names
+
+
+def _node_metric(node, name, topic):
+    text = urllib.request.urlopen(f"{node.admin_url}/metrics", timeout=10).read().decode()
+    for ln in text.splitlines():
+        if ln.startswith(name) and (topic is None or f'topic="{topic}"' in ln):
+            return float(ln.split()[-1])
+    return None
+
+
+@pytest.mark.slow
+def test_replicated_compaction_and_a_follower_that_catches_up(topic_name):
+    """Cluster mode: each replica compacts below its high watermark; a follower that was down
+    receives compacted Raft entries and appends them at the same offsets (its log end matches)."""
+    from broker import target
+    from cluster import RillCluster
+    from confluent_kafka.admin import NewTopic
+    if target() != "rill":
+        pytest.skip("Rill cluster mode")
+    c = RillCluster(3, extra={"log.cleaner.backoff.ms": "200", "replica.lag.time.max.ms": "2000"}).start()
+    try:
+        config = {"cleanup.policy": "compact", "segment.ms": "300", "segment.bytes": "4096",
+                  "min.cleanable.dirty.ratio": "0.01", "delete.retention.ms": "1000"}
+        fs = c.admin().create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=3, config=config)],
+                                     operation_timeout=30)
+        fs[topic_name].result(timeout=30)
+        leader = c.leader(topic_name, 0)
+        late = next(i for i in c.nodes if i != leader)
+        c.kill9(late)
+        produced = produce_updates(c, topic_name)
+        deadline = time.monotonic() + 60
+        while True:
+            records = confluent_records(c, topic_name)
+            if fully_compacted(records, produced):
+                break
+            assert time.monotonic() < deadline, f"not compacted after 60 s: {len(records)} records left"
+            time.sleep(0.5)
+        check(records, produced)
+        c.restart(late)
+        end = max(produced) + 1
+        while _node_metric(c.nodes[late], "kafka_log_log_logendoffset", topic_name) != end:
+            assert time.monotonic() < deadline + 30, "the late follower never caught up to the same log end"
+            time.sleep(0.3)
+        # The replicas that were up compacted on their own (the late one received an already
+        # compacted log small enough to fit its active segment, which is never compacted).
+        for node in (n for i, n in c.nodes.items() if i != late):
+            while not _node_metric(node, "rill_log_cleaner_passes_total", None):
+                assert time.monotonic() < deadline + 60, f"{node.bootstrap} never compacted"
+                time.sleep(0.3)
+        # The old leader goes; whoever leads now serves the same compacted log.
+        c.kill9(leader)
+        c.leader(topic_name, 0, exclude=(leader,))
+        check(confluent_records(c, topic_name), produced)
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()

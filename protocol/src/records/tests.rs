@@ -376,3 +376,15 @@ fn compacted_topics_need_keys() {
     v.validate(&keyless).unwrap();
     assert_eq!(v.validate_keyed(&keyless), Err(BatchError::MissingKey { index: 1 }));
 }
+
+#[test]
+fn next_offset_goes_by_batches_not_records() {
+    let batch = encode_batch(&sample(), &EncodeOptions { base_offset: 10, ..EncodeOptions::default() });
+    let empty = retain_records(&batch, &mut Vec::new(), |_| false).unwrap().unwrap();
+    assert_eq!(crate::batch::next_offset(&empty), Some(13));
+    let mut two = batch.to_vec();
+    two.extend_from_slice(&empty);
+    two.extend_from_slice(&batch[..20]); // a trailing partial batch is not counted
+    assert_eq!(crate::batch::next_offset(&two), Some(13));
+    assert_eq!(crate::batch::next_offset(&[]), None);
+}
