@@ -23,11 +23,16 @@
 //!   first cleaning sets it to now, later rewrites carry it over (Kafka's pre-KIP-534 rule,
 //!   measured from the cleaning rather than from the previous clean segment).
 //!
+//! * Adjacent segments that held at most `segment.bytes` together before cleaning (all dirty
+//!   or all clean) are merged into one, so emptied segments do not pile up (Kafka's
+//!   `groupSegmentsBySize`).
+//!
 //! Crash safety: a rewritten segment is written as `<base>.{log,index,timeindex}.cleaned` and
 //! fsynced; then, under the log's write lock, the index files are renamed to `.swap`, the log
-//! file to `.log.swap` (the commit point), and all three over the originals. Recovery
-//! completes a swap whose `.log.swap` exists (if the segment itself still exists) and deletes
-//! any other `.cleaned` / `.swap` file, which rolls back an uncommitted one.
+//! file to `.log.swap` (the commit point), the segments merged into it are deleted, and all
+//! three are renamed over the originals. Recovery completes a swap whose `.log.swap` exists (if
+//! the segment itself still exists), deleting any segment based inside its offset range, and
+//! deletes every other `.cleaned` / `.swap` file, which rolls back an uncommitted one.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -41,7 +46,9 @@ use tracing::warn;
 
 use crate::index::{OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::recovery::{fsync_dir, write_durably};
-use crate::segment::{segment_path, ScanError, Scanner, Tracker, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT};
+use crate::segment::{
+    delete_segment_files, segment_path, ScanError, Scanner, Tracker, INDEX_EXT, LOG_EXT, TIME_INDEX_EXT,
+};
 use crate::StorageError;
 
 /// Compaction settings of one log, named after the Kafka configs they mirror.
@@ -240,30 +247,75 @@ fn suffixed(dir: &Path, base: i64, ext: &str, suffix: &str) -> PathBuf {
 const CLEANED: &str = ".cleaned";
 const SWAP: &str = ".swap";
 
-/// Rewrites one segment into `.cleaned` files (fsynced), keeping each record unless `map`
-/// has a later one for its key, it has no key, or it is a tombstone and `keep_tombstones`
-/// is false. `mtime` becomes the new log file's modification time.
+/// Rewrites a run of adjacent segments into one segment of `.cleaned` files (fsynced) at
+/// the first one's base, keeping each record unless `map` has a later one for its key, it
+/// has no key, or it is a tombstone of a segment whose flag (beside it in `group`) is false.
+/// `mtime` becomes the new log file's modification time. A single segment that loses no
+/// record is left alone (`cleaned` is `None`); several are always merged.
 pub(crate) fn rewrite(
     dir: &Path,
-    src: &Source,
+    group: &[(&Source, bool)],
     map: &KeyMap,
-    keep_tombstones: bool,
     interval: u32,
     mtime: SystemTime,
 ) -> Result<Rewrite, StorageError> {
     let mut out = Rewrite::default();
-    let log_path = suffixed(dir, src.base, LOG_EXT, CLEANED);
+    let base = group[0].0.base;
+    let log_path = suffixed(dir, base, LOG_EXT, CLEANED);
     let file = OpenOptions::new().write(true).create(true).truncate(true).open(&log_path)?;
     let mut writer = BufWriter::with_capacity(1 << 20, file);
-    let mut tracker = Tracker::new(src.base);
+    let mut tracker = Tracker::new(base);
     let (mut offsets, mut times) = (Vec::new(), Vec::new());
     let mut scratch = Vec::new();
-    let mut changed = false;
+    let mut changed = group.len() > 1;
+    for &(src, keep_tombstones) in group {
+        rewrite_into(dir, src, map, keep_tombstones, &mut out, &mut changed, &mut scratch, |bytes, h| {
+            let e = tracker.track(tracker.size, h, interval);
+            offsets.extend(e.offset.iter().flatten());
+            times.extend(e.time.iter().flatten());
+            writer.write_all(bytes)?;
+            Ok(())
+        })?;
+    }
+    if !changed {
+        drop(writer);
+        fs::remove_file(&log_path)?;
+        return Ok(out);
+    }
+    times.extend(tracker.sealing_time_entry().iter().flatten());
+    debug_assert_eq!(offsets.len() % OFFSET_ENTRY_LEN, 0);
+    debug_assert_eq!(times.len() % TIME_ENTRY_LEN, 0);
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.set_modified(mtime)?;
+    file.sync_all()?;
+    for (ext, data) in [(INDEX_EXT, &offsets), (TIME_INDEX_EXT, &times)] {
+        let mut f =
+            OpenOptions::new().write(true).create(true).truncate(true).open(suffixed(dir, base, ext, CLEANED))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    out.cleaned = Some(Cleaned { size: tracker.size, max_ts: tracker.max_ts });
+    Ok(out)
+}
+
+/// Filters the batches of one source segment, handing each (rewritten or not) with its
+/// header to `emit`, in order.
+#[allow(clippy::too_many_arguments)]
+fn rewrite_into(
+    dir: &Path,
+    src: &Source,
+    map: &KeyMap,
+    keep_tombstones: bool,
+    out: &mut Rewrite,
+    changed: &mut bool,
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8], &BatchHeader) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
     for_each_batch(dir, src, |batch, h| {
         let rewritten = if h.is_control() || h.is_transactional() {
             None
         } else {
-            retain_records(batch, &mut scratch, |r| {
+            retain_records(batch, scratch, |r| {
                 let keep = match r.key {
                     None => false,
                     Some(key) if map.superseded(key, h.base_offset + i64::from(r.offset_delta)) => false,
@@ -280,33 +332,10 @@ pub(crate) fn rewrite(
                 keep
             })?
         };
-        changed |= rewritten.is_some();
+        *changed |= rewritten.is_some();
         let bytes = rewritten.as_deref().unwrap_or(batch);
-        let e = tracker.track(tracker.size, &BatchHeader::parse(bytes)?, interval);
-        offsets.extend(e.offset.iter().flatten());
-        times.extend(e.time.iter().flatten());
-        writer.write_all(bytes)?;
-        Ok(())
-    })?;
-    if !changed {
-        drop(writer);
-        fs::remove_file(&log_path)?;
-        return Ok(out);
-    }
-    times.extend(tracker.sealing_time_entry().iter().flatten());
-    debug_assert_eq!(offsets.len() % OFFSET_ENTRY_LEN, 0);
-    debug_assert_eq!(times.len() % TIME_ENTRY_LEN, 0);
-    let file = writer.into_inner().map_err(|e| e.into_error())?;
-    file.set_modified(mtime)?;
-    file.sync_all()?;
-    for (ext, data) in [(INDEX_EXT, &offsets), (TIME_INDEX_EXT, &times)] {
-        let mut f =
-            OpenOptions::new().write(true).create(true).truncate(true).open(suffixed(dir, src.base, ext, CLEANED))?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    out.cleaned = Some(Cleaned { size: tracker.size, max_ts: tracker.max_ts });
-    Ok(out)
+        emit(bytes, &BatchHeader::parse(bytes)?)
+    })
 }
 
 /// How far [`install`] gets; tests stop it early to leave what a crash would.
@@ -322,9 +351,10 @@ pub(crate) enum SwapStep {
 }
 
 /// Swaps a rewritten segment in: index files to `.swap`, log file to `.swap` (the commit
-/// point), then all three over the originals, log last. The caller holds the log's write lock
-/// and fsyncs the directory afterwards.
-pub(crate) fn install(dir: &Path, base: i64, stop_after: SwapStep) -> io::Result<()> {
+/// point), the segments merged into it (`merged`, after `base`) deleted, then all three over
+/// the originals, log last. The caller holds the log's write lock and fsyncs the directory
+/// afterwards.
+pub(crate) fn install(dir: &Path, base: i64, merged: &[i64], stop_after: SwapStep) -> io::Result<()> {
     for ext in [INDEX_EXT, TIME_INDEX_EXT] {
         fs::rename(suffixed(dir, base, ext, CLEANED), suffixed(dir, base, ext, SWAP))?;
     }
@@ -334,6 +364,9 @@ pub(crate) fn install(dir: &Path, base: i64, stop_after: SwapStep) -> io::Result
     fs::rename(suffixed(dir, base, LOG_EXT, CLEANED), suffixed(dir, base, LOG_EXT, SWAP))?;
     if stop_after == SwapStep::Committed {
         return Ok(());
+    }
+    for &m in merged {
+        delete_segment_files(dir, m)?;
     }
     for ext in [INDEX_EXT, TIME_INDEX_EXT] {
         fs::rename(suffixed(dir, base, ext, SWAP), segment_path(dir, base, ext))?;
@@ -366,6 +399,13 @@ pub(crate) fn complete_swaps(dir: &Path) -> io::Result<()> {
             continue;
         }
         warn!(dir = %dir.display(), base, "completing an interrupted compaction swap");
+        // Segments merged into it (based inside its offset range) go first.
+        let end = swap_end(dir, base)?;
+        for other in segment_bases(dir)? {
+            if other > base && other < end {
+                delete_segment_files(dir, other)?;
+            }
+        }
         for ext in [INDEX_EXT, TIME_INDEX_EXT] {
             let swap = suffixed(dir, base, ext, SWAP);
             if swap.exists() {
@@ -379,6 +419,33 @@ pub(crate) fn complete_swaps(dir: &Path) -> io::Result<()> {
         fsync_dir(dir)?;
     }
     Ok(())
+}
+
+/// The offset after the last batch of a `.log.swap` file.
+fn swap_end(dir: &Path, base: i64) -> io::Result<i64> {
+    let file = File::open(suffixed(dir, base, LOG_EXT, SWAP))?;
+    let mut scan = Scanner::new(&file, 0, file.metadata()?.len(), 1 << 20);
+    let mut end = base;
+    while let Some((_, h)) = scan.next_batch(false).map_err(|e| match e {
+        ScanError::Io(e) => e,
+        ScanError::Invalid { reason, .. } => io::Error::other(format!("committed swap of {base}: {reason}")),
+    })? {
+        end = h.last_offset() + 1;
+    }
+    Ok(end)
+}
+
+/// Base offsets of the `.log` files in `dir`.
+fn segment_bases(dir: &Path) -> io::Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(&format!(".{LOG_EXT}"))) else { continue };
+        if let (20, Ok(b)) = (stem.len(), stem.parse::<i64>()) {
+            bases.push(b);
+        }
+    }
+    Ok(bases)
 }
 
 /// A file's modification time in ms since the epoch.

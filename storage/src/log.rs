@@ -121,6 +121,31 @@ pub struct PartitionLog {
     poisoned: AtomicBool,
 }
 
+/// Runs of adjacent cleaning sources that one rewritten segment can hold: all dirty or all
+/// clean (so a merge never restarts the tombstone clock of clean segments), together no more
+/// than `segment.bytes` before cleaning, and spanning offsets the indexes can address.
+fn merge_groups(sources: &[Source], segment_bytes: u64) -> Vec<Vec<&Source>> {
+    let mut groups: Vec<Vec<&Source>> = Vec::new();
+    let mut bytes = 0;
+    for src in sources {
+        let fits = groups.last().is_some_and(|g| {
+            let first = g[0];
+            first.dirty == src.dirty
+                && bytes + src.size <= segment_bytes
+                && src.next_base - first.base <= u32::MAX as i64
+                && g[g.len() - 1].next_base == src.base
+        });
+        if fits {
+            bytes += src.size;
+            groups.last_mut().expect("checked").push(src);
+        } else {
+            bytes = src.size;
+            groups.push(vec![src]);
+        }
+    }
+    groups
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -684,10 +709,10 @@ impl PartitionLog {
     ) -> Result<Option<CleanSummary>, StorageError> {
         let Some(_cleaning) = self.cleaning.try_lock() else { return Ok(None) };
         self.check_poisoned()?;
-        let (mut sources, checkpoint, truncations, interval) = {
+        let (mut sources, checkpoint, truncations, interval, segment_bytes) = {
             let st = self.state.read();
             let Some(sources) = self.plan_cleaning(&st, upto, config, now_ms)? else { return Ok(None) };
-            (sources, st.cleaner, st.truncations, st.config.index_interval_bytes)
+            (sources, st.cleaner, st.truncations, st.config.index_interval_bytes, st.config.segment_bytes)
         };
         let (map, covered) = KeyMap::build(&self.dir, &sources, config.max_map_bytes)?;
         // Dirty segments past what the map covers wait for the next pass.
@@ -699,41 +724,51 @@ impl PartitionLog {
         let cleaned_upto = sources.iter().rev().find(|s| s.dirty).map_or(checkpoint.first_dirty, |s| s.next_base);
         let mut summary = CleanSummary { cleaned_upto, ..CleanSummary::default() };
         let mut tombstone_expiry = i64::MAX;
-        for src in &sources {
-            let path = segment_path(&self.dir, src.base, LOG_EXT);
-            let src_mtime = cleaner::mtime_ms(&path)?;
-            // Cleaned at: now for a dirty segment's first cleaning, carried over afterwards.
-            let cleaned_at = if src.dirty { now_ms } else { src_mtime };
-            let keep_tombstones = src.dirty || now_ms.saturating_sub(src_mtime) <= config.delete_retention_ms;
-            let r = cleaner::rewrite(&self.dir, src, &map, keep_tombstones, interval, cleaner::system_time(cleaned_at))
-                .inspect_err(|_| cleaner::discard(&self.dir, src.base))?;
-            summary.segments_read += 1;
-            summary.bytes_before += src.size;
+        for group in merge_groups(&sources, segment_bytes) {
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let mut members = Vec::with_capacity(group.len());
+            let mut newest_mtime = 0;
+            for src in &group {
+                let mtime = cleaner::mtime_ms(&segment_path(&self.dir, src.base, LOG_EXT))?;
+                newest_mtime = newest_mtime.max(mtime);
+                let keep_tombstones = src.dirty || now_ms.saturating_sub(mtime) <= config.delete_retention_ms;
+                members.push((*src, keep_tombstones));
+            }
+            // Cleaned at: now for dirty segments' first cleaning, carried over afterwards (a
+            // group never mixes the two).
+            let cleaned_at = if first.dirty { now_ms } else { newest_mtime };
+            let r = cleaner::rewrite(&self.dir, &members, &map, interval, cleaner::system_time(cleaned_at))
+                .inspect_err(|_| cleaner::discard(&self.dir, first.base))?;
+            let group_bytes: u64 = group.iter().map(|s| s.size).sum();
+            summary.segments_read += group.len();
+            summary.bytes_before += group_bytes;
             summary.records_removed += r.records_removed;
             summary.tombstones_removed += r.tombstones_removed;
             if r.keeps_tombstones {
                 tombstone_expiry = tombstone_expiry.min(cleaned_at.saturating_add(config.delete_retention_ms));
             }
             let Some(c) = r.cleaned else {
-                summary.bytes_after += src.size;
-                if src.dirty && r.keeps_tombstones {
+                summary.bytes_after += group_bytes;
+                if first.dirty && r.keeps_tombstones {
                     // Not rewritten, but cleaned now: its tombstones' retention starts now.
+                    let path = segment_path(&self.dir, first.base, LOG_EXT);
                     File::options().write(true).open(&path)?.set_modified(cleaner::system_time(now_ms))?;
                 }
                 continue;
             };
+            let merged: Vec<i64> = group[1..].iter().map(|s| s.base).collect();
             {
                 let mut st = self.state.write();
                 let unchanged = st.truncations == truncations
-                    && st.sealed.get(&src.base).is_some_and(|s| s.size == src.size)
-                    && st.next_base(src.base) == src.next_base;
+                    && group.iter().all(|src| st.sealed.get(&src.base).is_some_and(|s| s.size == src.size))
+                    && st.next_base(last.base) == last.next_base;
                 if !unchanged {
                     drop(st);
-                    cleaner::discard(&self.dir, src.base);
+                    cleaner::discard(&self.dir, first.base);
                     return Ok(Some(CleanSummary { cleaned_upto: checkpoint.first_dirty, ..summary }));
                 }
                 *self.reader_cache.lock() = None;
-                if let Err(e) = cleaner::install(&self.dir, src.base, stop_after) {
+                if let Err(e) = cleaner::install(&self.dir, first.base, &merged, stop_after) {
                     // The files may be half swapped; reopening (recovery) sorts them out.
                     self.poison("installing a compacted segment", &e);
                     return Err(e.into());
@@ -741,10 +776,13 @@ impl PartitionLog {
                 if stop_after != SwapStep::Done {
                     return Ok(Some(summary));
                 }
-                st.sealed.insert(src.base, SealedSegment::new(src.base, c.size, c.max_ts));
+                for base in &merged {
+                    st.sealed.remove(base);
+                }
+                st.sealed.insert(first.base, SealedSegment::new(first.base, c.size, c.max_ts));
             }
             fsync_dir(&self.dir)?;
-            summary.segments_rewritten += 1;
+            summary.segments_rewritten += group.len();
             summary.bytes_after += c.size;
         }
         let next = Checkpoint { first_dirty: cleaned_upto, tombstone_expiry_ms: tombstone_expiry };
