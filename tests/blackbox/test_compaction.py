@@ -119,8 +119,10 @@ def rill_cli_records(b, topic):
 
 
 def log_bytes(b, topic):
+    """(bytes, count) of the partition's segment files."""
     d = os.path.join(b.data_dir, f"{topic}-0")
-    return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log"))
+    logs = [os.path.getsize(os.path.join(d, f)) for f in os.listdir(d) if f.endswith(".log")]
+    return sum(logs), len(logs)
 
 
 def fully_compacted(records, produced):
@@ -156,13 +158,14 @@ def test_compacted_topic_keeps_the_latest_value_per_key(fresh_broker, topic_name
     check(records, produced)
     if b.target == "rill":
         # The cleaner may already have run while the updates were produced (backoff 200 ms).
-        print(f"compacted: {log_bytes(b, topic_name)} log bytes, {len(produced)} -> {len(records)} records")
+        print(f"compacted: (log bytes, segments) {log_bytes(b, topic_name)}, {len(produced)} -> {len(records)} records")
         # The tombstone goes once delete.retention.ms has passed since the cleaning that kept it.
         while any(v is None for _, _, v in records):
             assert time.monotonic() < deadline, "tombstone never removed"
             time.sleep(0.5)
             records = confluent_records(b, topic_name)
         check(records, produced, allow_tombstone=False)
+        print(f"tombstone gone: (log bytes, segments) {log_bytes(b, topic_name)}, {len(records)} records")
         metrics = urllib.request.urlopen(f"{b.admin_url}/metrics", timeout=10).read().decode()
         for name in ("rill_log_cleaner_passes_total", "rill_log_cleaner_bytes_reclaimed_total"):
             sample = [ln for ln in metrics.splitlines() if ln.startswith(name)]
