@@ -125,9 +125,25 @@ def log_bytes(b, topic):
     return sum(logs), len(logs)
 
 
-def fully_compacted(records, produced):
+def wait_compacted(b, topic, produced, deadline):
+    """Reads the topic until only the latest record of each key is left; checks and returns it."""
     latest = latest_per_key(produced)
-    return all(latest[k] == o for o, k, _ in records)
+    while True:
+        records = confluent_records(b, topic)
+        if all(latest[k] == o for o, k, _ in records):
+            check(records, produced)
+            return records
+        assert time.monotonic() < deadline, f"not compacted in time: {len(records)} records left"
+        time.sleep(0.5)
+
+
+def metric(node, name, topic=None):
+    """The first sample of `name` (of `topic`, if given) on a Rill node's /metrics, or None."""
+    text = urllib.request.urlopen(f"{node.admin_url}/metrics", timeout=10).read().decode()
+    for ln in text.splitlines():
+        if ln.startswith(name) and (topic is None or f'topic="{topic}"' in ln):
+            return float(ln.split()[-1])
+    return None
 
 
 @pytest.mark.slow
@@ -149,13 +165,7 @@ def test_compacted_topic_keeps_the_latest_value_per_key(fresh_broker, topic_name
 
     produced = produce_updates(b, topic_name)
     deadline = time.monotonic() + 60
-    while True:
-        records = confluent_records(b, topic_name)
-        if fully_compacted(records, produced):
-            break
-        assert time.monotonic() < deadline, f"not compacted after 60 s: {len(records)} records left"
-        time.sleep(0.5)
-    check(records, produced)
+    records = wait_compacted(b, topic_name, produced, deadline)
     if b.target == "rill":
         # The cleaner may already have run while the updates were produced (backoff 200 ms).
         print(f"compacted: (log bytes, segments) {log_bytes(b, topic_name)}, {len(produced)} -> {len(records)} records")
@@ -166,11 +176,9 @@ def test_compacted_topic_keeps_the_latest_value_per_key(fresh_broker, topic_name
             records = confluent_records(b, topic_name)
         check(records, produced, allow_tombstone=False)
         print(f"tombstone gone: (log bytes, segments) {log_bytes(b, topic_name)}, {len(records)} records")
-        metrics = urllib.request.urlopen(f"{b.admin_url}/metrics", timeout=10).read().decode()
         for name in ("rill_log_cleaner_passes_total", "rill_log_cleaner_bytes_reclaimed_total"):
-            sample = [ln for ln in metrics.splitlines() if ln.startswith(name)]
-            assert sample and float(sample[0].split()[-1]) > 0, (name, sample)
-            print(sample[0])
+            assert (metric(b, name) or 0) > 0, name
+            print(name, metric(b, name))
 
     # Other clients read the compacted log (offset gaps, emptied batches) to its end.
     check(kafka_python_records(b, topic_name), produced)
@@ -200,11 +208,6 @@ def _watermarks(b, topic):
         c.close()
 
 
-def _metric(b, name):
-    text = urllib.request.urlopen(f"{b.admin_url}/metrics", timeout=10).read().decode()
-    return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(name))
-
-
 @pytest.mark.slow
 def test_consumer_offsets_are_compacted_and_still_load(fresh_broker, topic_name):
     """__consumer_offsets is compacted like any compacted topic; the group coordinator loads
@@ -226,7 +229,7 @@ def test_consumer_offsets_are_compacted_and_still_load(fresh_broker, topic_name)
         c.close()
     admin(b).delete_consumer_groups([f"{topic_name}-gone"])[f"{topic_name}-gone"].result(timeout=30)
     deadline = time.monotonic() + 30
-    while _metric(b, "rill_log_cleaner_bytes_reclaimed_total") <= 0:
+    while not metric(b, "rill_log_cleaner_bytes_reclaimed_total"):
         assert time.monotonic() < deadline, "__consumer_offsets was never compacted"
         time.sleep(0.3)
     b.stop()
@@ -239,14 +242,6 @@ def test_consumer_offsets_are_compacted_and_still_load(fresh_broker, topic_name)
     listed = admin(b).list_consumer_groups().result(timeout=30)
     names = {g.group_id for g in listed.valid}
     assert f"{topic_name}-keep" in names and f"{topic_name}-gone" not in names
-
-
-def _node_metric(node, name, topic):
-    text = urllib.request.urlopen(f"{node.admin_url}/metrics", timeout=10).read().decode()
-    for ln in text.splitlines():
-        if ln.startswith(name) and (topic is None or f'topic="{topic}"' in ln):
-            return float(ln.split()[-1])
-    return None
 
 
 @pytest.mark.slow
@@ -270,22 +265,16 @@ def test_replicated_compaction_and_a_follower_that_catches_up(topic_name):
         c.kill9(late)
         produced = produce_updates(c, topic_name)
         deadline = time.monotonic() + 60
-        while True:
-            records = confluent_records(c, topic_name)
-            if fully_compacted(records, produced):
-                break
-            assert time.monotonic() < deadline, f"not compacted after 60 s: {len(records)} records left"
-            time.sleep(0.5)
-        check(records, produced)
+        wait_compacted(c, topic_name, produced, deadline)
         c.restart(late)
         end = max(produced) + 1
-        while _node_metric(c.nodes[late], "kafka_log_log_logendoffset", topic_name) != end:
+        while metric(c.nodes[late], "kafka_log_log_logendoffset", topic_name) != end:
             assert time.monotonic() < deadline + 30, "the late follower never caught up to the same log end"
             time.sleep(0.3)
         # The replicas that were up compacted on their own (the late one received an already
         # compacted log small enough to fit its active segment, which is never compacted).
         for node in (n for i, n in c.nodes.items() if i != late):
-            while not _node_metric(node, "rill_log_cleaner_passes_total", None):
+            while not metric(node, "rill_log_cleaner_passes_total"):
                 assert time.monotonic() < deadline + 60, f"{node.bootstrap} never compacted"
                 time.sleep(0.3)
         # The old leader goes; whoever leads now serves the same compacted log.
