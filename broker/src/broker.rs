@@ -239,12 +239,16 @@ impl Broker {
         Some(resp)
     }
 
-    /// Background upkeep: flush per flush.ms/flush.messages, retention. Runs until the broker is dropped.
+    /// Background upkeep: flush per flush.ms/flush.messages, retention, and (in a task of its
+    /// own) the log cleaner. Runs until the broker is dropped.
     pub async fn run_maintenance(self: Arc<Self>) {
         let retention_every = Duration::from_millis(self.config.log_retention_check_interval_ms.max(100));
         let mut flush_tick = tokio::time::interval(Duration::from_millis(500));
         let mut retention_tick = tokio::time::interval(retention_every);
         tokio::spawn(self.groups.clone().run_expiry());
+        if self.config.log_cleaner_enable {
+            tokio::spawn(self.clone().run_cleaner());
+        }
         loop {
             tokio::select! {
                 _ = flush_tick.tick() => {
@@ -274,6 +278,57 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// The log cleaner, like Kafka's single cleaner thread: one compaction pass at a time on a
+    /// blocking thread, each on one partition (so a pass never holds up the others' upkeep
+    /// and request handling only ever waits for the renames of a swap), taking compacted
+    /// partitions round-robin. Sleeps `log.cleaner.backoff.ms` when none was due.
+    async fn run_cleaner(self: Arc<Self>) {
+        let backoff = Duration::from_millis(self.config.log_cleaner_backoff_ms.max(10));
+        let mut next = 0;
+        loop {
+            let broker = self.clone();
+            match tokio::task::spawn_blocking(move || broker.clean_one(next)).await {
+                Ok(Some(after)) => next = after,
+                _ => tokio::time::sleep(backoff).await,
+            }
+        }
+    }
+
+    /// Runs one cleaning pass on the first due partition of a compacted topic, starting at
+    /// position `from` of the round-robin order. Returns the position after it, or `None` if
+    /// no partition was due. Only committed data is compacted: a replicated partition up to
+    /// its high watermark (each replica compacts on its own, as in Kafka).
+    fn clean_one(&self, from: usize) -> Option<usize> {
+        let topics = self.topics.list();
+        let partitions: Vec<_> = topics
+            .iter()
+            .filter(|t| t.settings.compact)
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .collect();
+        for i in 0..partitions.len() {
+            let at = (from + i) % partitions.len();
+            let (t, p) = partitions[at];
+            match p.log.clean(p.high_watermark(), &t.settings.cleaner, now_ms()) {
+                Ok(None) => {}
+                Ok(Some(s)) => {
+                    let freed = s.bytes_before.saturating_sub(s.bytes_after);
+                    crate::metrics::observe_cleaning(s.bytes_before, freed);
+                    tracing::info!(
+                        topic = %p.topic, partition = p.index, segments = s.segments_read,
+                        rewritten = s.segments_rewritten, bytes_freed = freed,
+                        records_removed = s.records_removed, cleaned_upto = s.cleaned_upto,
+                        "log cleaner compacted"
+                    );
+                    return Some(at + 1);
+                }
+                Err(e) => {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "log cleaner failed")
+                }
+            }
+        }
+        None
     }
 
     /// Retention on single-node logs. Replicated logs delete through their Raft group

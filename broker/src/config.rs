@@ -67,6 +67,12 @@ pub struct BrokerConfig {
     /// Requests a connection may have in flight before the broker stops reading from it.
     pub max_inflight_requests_per_connection: usize,
     pub log_retention_check_interval_ms: u64,
+    /// `log.cleaner.enable`: compact topics whose cleanup.policy includes `compact`.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: how long the cleaner sleeps when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the key map of one cleaning pass.
+    pub log_cleaner_dedupe_buffer_size: usize,
     /// `controller.quorum.voters`: node id to Raft address. Empty for a single node.
     pub quorum_voters: BTreeMap<i32, String>,
     pub rack: Option<String>,
@@ -109,6 +115,10 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("log.flush.interval.ms", ""),
     ("log.message.timestamp.type", "CreateTime"),
     ("log.cleanup.policy", "delete"),
+    // The log cleaner (compaction of cleanup.policy=compact topics), with Kafka's defaults.
+    ("log.cleaner.enable", "true"),
+    ("log.cleaner.backoff.ms", "15000"),
+    ("log.cleaner.dedupe.buffer.size", "134217728"),
     ("min.insync.replicas", "1"),
     ("compression.type", "producer"),
     ("group.initial.rebalance.delay.ms", "3000"),
@@ -243,6 +253,12 @@ impl BrokerConfig {
             log_retention_check_interval_ms: parse_num(
                 "log.retention.check.interval.ms",
                 &get("log.retention.check.interval.ms"),
+            )?,
+            log_cleaner_enable: parse_bool("log.cleaner.enable", &get("log.cleaner.enable"))?,
+            log_cleaner_backoff_ms: parse_num("log.cleaner.backoff.ms", &get("log.cleaner.backoff.ms"))?,
+            log_cleaner_dedupe_buffer_size: parse_num(
+                "log.cleaner.dedupe.buffer.size",
+                &get("log.cleaner.dedupe.buffer.size"),
             )?,
             quorum_voters,
             rack: Some(get("broker.rack")).filter(|s| !s.is_empty()),

@@ -241,6 +241,14 @@ pub fn observe_raft_commit(took: Duration) {
     get().raft_commit.record(took.as_secs_f64());
 }
 
+/// One log cleaner pass: bytes of the segments it read and bytes it freed.
+pub fn observe_cleaning(bytes_read: u64, bytes_freed: u64) {
+    get();
+    metrics::counter!("rill_log_cleaner_bytes_cleaned_total").increment(bytes_read);
+    metrics::counter!("rill_log_cleaner_bytes_reclaimed_total").increment(bytes_freed);
+    metrics::counter!("rill_log_cleaner_passes_total").increment(1);
+}
+
 impl Metrics {
     fn install() -> Metrics {
         let recorder =
@@ -255,6 +263,12 @@ impl Metrics {
             metrics::Unit::Seconds,
             "Duration of each group-commit fsync round (fdatasync of every dirty file of a partition); _count is the fsync count"
         );
+        metrics::describe_counter!(
+            "rill_log_cleaner_bytes_cleaned_total",
+            "Bytes of segments read by log cleaner passes (compacted topics)"
+        );
+        metrics::describe_counter!("rill_log_cleaner_bytes_reclaimed_total", "Bytes freed by log cleaner passes");
+        metrics::describe_counter!("rill_log_cleaner_passes_total", "Log cleaner passes that ran");
         metrics::describe_histogram!(
             "rill_raft_commit_seconds",
             metrics::Unit::Seconds,

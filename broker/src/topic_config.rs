@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rill_storage::LogConfig;
+use rill_storage::{CleanerConfig, LogConfig};
 
 use crate::config::BrokerConfig;
 
@@ -177,6 +177,10 @@ pub struct TopicSettings {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
     pub cleanup_policy: String,
+    /// `compact` is in cleanup.policy: the log cleaner compacts it and produce needs keys.
+    pub compact: bool,
+    /// The compaction configs (`delete.retention.ms`, `min.compaction.lag.ms`, ...).
+    pub cleaner: CleanerConfig,
 }
 
 impl TopicSettings {
@@ -197,7 +201,15 @@ impl TopicSettings {
             log,
             max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
             log_append_time: val("message.timestamp.type").eq_ignore_ascii_case("LogAppendTime"),
+            compact: val("cleanup.policy").split(',').any(|p| p.trim().eq_ignore_ascii_case("compact")),
             cleanup_policy: val("cleanup.policy"),
+            cleaner: CleanerConfig {
+                delete_retention_ms: long("delete.retention.ms", 86_400_000),
+                min_compaction_lag_ms: long("min.compaction.lag.ms", 0),
+                max_compaction_lag_ms: long("max.compaction.lag.ms", i64::MAX),
+                min_cleanable_dirty_ratio: val("min.cleanable.dirty.ratio").trim().parse().unwrap_or(0.5),
+                max_map_bytes: broker.log_cleaner_dedupe_buffer_size,
+            },
         }
     }
 }
@@ -229,5 +241,26 @@ mod tests {
         assert!(validate("cleanup.policy", "shred").is_err());
         assert!(validate("no.such", "1").is_err());
         assert!(validate("max.message.bytes", "-5").is_err());
+    }
+
+    #[test]
+    fn compaction_settings() {
+        let b = broker(&[("log.cleaner.dedupe.buffer.size", "1000")]);
+        let mut o = BTreeMap::new();
+        assert!(!TopicSettings::resolve(&o, &b).compact);
+        o.insert("cleanup.policy".to_string(), "delete, compact".to_string());
+        o.insert("min.cleanable.dirty.ratio".to_string(), "0.01".to_string());
+        o.insert("delete.retention.ms".to_string(), "100".to_string());
+        let s = TopicSettings::resolve(&o, &b);
+        assert!(s.compact);
+        assert_eq!(
+            s.cleaner,
+            CleanerConfig {
+                delete_retention_ms: 100,
+                min_cleanable_dirty_ratio: 0.01,
+                max_map_bytes: 1000,
+                ..CleanerConfig::default()
+            }
+        );
     }
 }

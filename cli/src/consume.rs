@@ -295,11 +295,13 @@ impl Reader {
                     }
                     let records = pd.records.as_deref().map(decode_batches).transpose()?.unwrap_or_default();
                     let mut next = start;
+                    let mut stopped = false;
                     for r in records {
                         if r.offset < next {
                             continue;
                         }
                         if printer.full() {
+                            stopped = true;
                             break;
                         }
                         next = r.offset + 1;
@@ -307,7 +309,12 @@ impl Reader {
                             printer.print(&topic, tp.1, &r)?;
                         }
                     }
-                    // A batch may hold only skipped offsets (compaction, control): move past it.
+                    // A batch may end in offsets without records, or hold none (compaction):
+                    // move past the whole batches fetched, unless the printer stopped early.
+                    if !stopped {
+                        let fetched_end = pd.records.as_deref().and_then(rill_protocol::batch::next_offset);
+                        next = next.max(fetched_end.unwrap_or(next));
+                    }
                     self.pos.insert(tp.clone(), next);
                     let end = if pd.last_stable_offset >= 0 { pd.last_stable_offset } else { pd.high_watermark };
                     if next >= end {

@@ -18,6 +18,7 @@ pub const BATCH_HEADER_LEN: usize = 61;
 /// Bytes of a batch that precede and include `batchLength` (not counted by it).
 pub const LOG_OVERHEAD: usize = 12;
 const CRC_OFFSET: usize = 17;
+const RECORDS_COUNT_OFFSET: usize = 57;
 const ATTRIBUTES_OFFSET: usize = 21;
 const MAX_TIMESTAMP_OFFSET: usize = 35;
 
@@ -67,6 +68,8 @@ pub enum BatchError {
     InvalidRecordOffsetDelta { index: i32, offset_delta: i32 },
     #[error("{trailing} bytes follow the last of {records} records")]
     TrailingRecordBytes { records: i32, trailing: usize },
+    #[error("record {index} has no key; a compacted topic cannot accept a record without a key")]
+    MissingKey { index: i32 },
 }
 
 /// The decoded fixed header of one batch.
@@ -171,9 +174,11 @@ pub fn compute_crc(batch: &[u8]) -> u32 {
     crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..])
 }
 
-/// Validates one whole batch as a producer sent it: header, length, CRC and record count.
+/// Validates one whole batch as a log stores it: header, length, CRC, and a record count that
+/// fits the batch's offset range. Unlike [`validate`] this accepts what log compaction leaves:
+/// fewer records than offsets (`recordsCount <= lastOffsetDelta + 1`), or none at all.
 /// `batch` must hold exactly the batch (see [`split_batches`]).
-pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+pub fn validate_stored(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     let header = BatchHeader::parse(batch)?;
     if header.total_len() != batch.len() {
         return Err(BatchError::Truncated { need: header.total_len(), have: batch.len() });
@@ -183,6 +188,19 @@ pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
     if computed != header.crc {
         return Err(BatchError::CrcMismatch { stored: header.crc, computed });
     }
+    if header.records_count < 0 || header.records_count as i64 > header.last_offset_delta as i64 + 1 {
+        return Err(BatchError::InvalidOffsetDelta {
+            last_offset_delta: header.last_offset_delta,
+            records: header.records_count,
+        });
+    }
+    Ok(header)
+}
+
+/// Validates one whole batch as a producer sent it: header, length, CRC and record count.
+/// `batch` must hold exactly the batch (see [`split_batches`]).
+pub fn validate(batch: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = validate_stored(batch)?;
     if header.records_count <= 0 {
         return Err(BatchError::InvalidRecordCount(header.records_count));
     }
@@ -240,6 +258,14 @@ impl<'a> Iterator for Batches<'a> {
     }
 }
 
+/// The offset after the last whole batch of a record set (`None` if it holds none): where a
+/// reader continues. Not the last record's offset plus one: a batch compaction emptied (or
+/// thinned) still covers its whole offset range, and a reader that went by records would
+/// fetch the same empty batch forever.
+pub fn next_offset(records: &[u8]) -> Option<i64> {
+    split_batches(records).map_while(Result::ok).last().map(|(h, _)| h.last_offset() + 1)
+}
+
 /// Writes the broker-assigned base offset and partition leader epoch into a batch. Both lie
 /// outside the CRC, so the checksum stays valid.
 pub fn stamp_offset_and_epoch(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
@@ -255,4 +281,21 @@ pub fn stamp_log_append_time(batch: &mut [u8], timestamp: i64) {
     batch[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&timestamp.to_be_bytes());
     let crc = compute_crc(batch);
     batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Gives a batch a new record section (already compressed with the batch's codec) holding
+/// `records_count` records, keeping every header field but the length, the count and the CRC
+/// (which is recomputed). Log compaction uses it: the base offset, `lastOffsetDelta`,
+/// timestamps, producer fields and attributes all stay, so the batch still spans the same
+/// offsets even with fewer records, or none.
+pub fn with_records(header_bytes: &[u8], records_count: i32, section: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + section.len());
+    out.extend_from_slice(&header_bytes[..BATCH_HEADER_LEN]);
+    out.extend_from_slice(section);
+    let batch_length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&batch_length.to_be_bytes());
+    out[RECORDS_COUNT_OFFSET..RECORDS_COUNT_OFFSET + 4].copy_from_slice(&records_count.to_be_bytes());
+    let crc = compute_crc(&out);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    out
 }

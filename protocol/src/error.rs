@@ -46,7 +46,8 @@ pub fn batch_error_code(e: &BatchError) -> ResponseError {
         BatchError::UnsupportedMagic(_) => ResponseError::UnsupportedForMessageFormat,
         BatchError::InvalidRecordCount(_)
         | BatchError::InvalidOffsetDelta { .. }
-        | BatchError::InvalidRecordOffsetDelta { .. } => ResponseError::InvalidRecord,
+        | BatchError::InvalidRecordOffsetDelta { .. }
+        | BatchError::MissingKey { .. } => ResponseError::InvalidRecord,
         BatchError::Truncated { .. }
         | BatchError::InvalidLength(_)
         | BatchError::CrcMismatch { .. }

@@ -111,6 +111,8 @@ pub struct RecordView<'a> {
     /// The already-validated header section; iterate it with [`RecordView::headers`].
     headers_raw: &'a [u8],
     header_count: i32,
+    /// The whole encoded record, its length prefix included.
+    raw: &'a [u8],
 }
 
 impl<'a> RecordView<'a> {
@@ -130,6 +132,7 @@ impl<'a> RecordView<'a> {
 /// Parses one record at the cursor. The record's own length prefix must match exactly the
 /// bytes its fields occupy: Java rejects both short and padded records.
 fn parse_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordView<'a>, &'static str> {
+    let start = cursor.pos;
     let len = cursor.varint().ok_or("record length varint truncated or overlong")?;
     if len < 0 {
         return Err("negative record length");
@@ -154,7 +157,8 @@ fn parse_record<'a>(cursor: &mut Cursor<'a>) -> Result<RecordView<'a>, &'static 
     if c.remaining() != 0 {
         return Err("record length exceeds its fields");
     }
-    Ok(RecordView { attributes, timestamp_delta, offset_delta, key, value, headers_raw, header_count })
+    let raw = &cursor.buf[start..cursor.pos];
+    Ok(RecordView { attributes, timestamp_delta, offset_delta, key, value, headers_raw, header_count, raw })
 }
 
 /// Walks exactly `count` records in `section`, calling `f` on each. With `strict_offsets`,
@@ -300,6 +304,26 @@ pub fn compress_into(codec: Compression, input: &[u8], out: &mut impl BufMut) {
     }
 }
 
+/// The (decompressed) record section of a whole batch whose header is `header`: a slice of
+/// `batch`, or of `scratch` when compressed. A batch of zero records (which compaction leaves)
+/// has no section to decompress, as in Java's `DefaultRecordBatch`.
+fn record_section<'s>(
+    header: &BatchHeader,
+    batch: &'s [u8],
+    scratch: &'s mut Vec<u8>,
+    max: usize,
+) -> Result<&'s [u8], BatchError> {
+    let section = &batch[BATCH_HEADER_LEN..header.total_len()];
+    match header.compression()? {
+        _ if header.records_count == 0 => Ok(&[]),
+        Compression::None => Ok(section),
+        codec => {
+            decompress_into(codec, section, scratch, max)?;
+            Ok(&scratch[..])
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Validation
 // ------------------------------------------------------------------------------------------
@@ -326,19 +350,31 @@ impl RecordValidator {
 
     /// See [`validate_records`].
     pub fn validate(&mut self, batch: &[u8]) -> Result<(), BatchError> {
+        self.check(batch, false)
+    }
+
+    /// [`RecordValidator::validate`] for a compacted topic, where every record needs a key
+    /// (Kafka's LogValidator refuses keyless records there with INVALID_RECORD).
+    pub fn validate_keyed(&mut self, batch: &[u8]) -> Result<(), BatchError> {
+        self.check(batch, true)
+    }
+
+    fn check(&mut self, batch: &[u8], require_keys: bool) -> Result<(), BatchError> {
         let header = BatchHeader::parse(batch)?;
         if batch.len() < header.total_len() {
             return Err(BatchError::Truncated { need: header.total_len(), have: batch.len() });
         }
-        let section = &batch[BATCH_HEADER_LEN..header.total_len()];
-        let records = match header.compression()? {
-            Compression::None => section,
-            codec => {
-                decompress_into(codec, section, &mut self.scratch, self.max_decompressed)?;
-                &self.scratch[..]
+        let records = record_section(&header, batch, &mut self.scratch, self.max_decompressed)?;
+        let mut missing_key = None;
+        walk_records(records, header.records_count, true, |r| {
+            if require_keys && r.key.is_none() && missing_key.is_none() {
+                missing_key = Some(r.offset_delta);
             }
-        };
-        walk_records(records, header.records_count, true, |_| {})
+        })?;
+        match missing_key {
+            Some(index) => Err(BatchError::MissingKey { index }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -503,14 +539,7 @@ pub fn decode_batches(bytes: &[u8]) -> Result<Vec<RecordOut>, BatchError> {
         if computed != header.crc {
             return Err(BatchError::CrcMismatch { stored: header.crc, computed });
         }
-        let section = &batch[BATCH_HEADER_LEN..];
-        let records = match header.compression()? {
-            Compression::None => section,
-            codec => {
-                decompress_into(codec, section, &mut scratch, DEFAULT_MAX_DECOMPRESSED_LEN)?;
-                &scratch[..]
-            }
-        };
+        let records = record_section(&header, batch, &mut scratch, DEFAULT_MAX_DECOMPRESSED_LEN)?;
         let copy = |b: &[u8]| Bytes::copy_from_slice(b);
         walk_records(records, header.records_count, false, |r| {
             out.push(RecordOut {
@@ -541,16 +570,45 @@ pub fn for_each_record<'a>(
     if batch.len() < header.total_len() {
         return Err(BatchError::Truncated { need: header.total_len(), have: batch.len() });
     }
-    let section = &batch[BATCH_HEADER_LEN..header.total_len()];
-    let records: &'a [u8] = match header.compression()? {
-        Compression::None => section,
-        codec => {
-            decompress_into(codec, section, scratch, DEFAULT_MAX_DECOMPRESSED_LEN)?;
-            &scratch[..]
-        }
-    };
+    let records = record_section(&header, batch, scratch, DEFAULT_MAX_DECOMPRESSED_LEN)?;
     walk_records(records, header.records_count, false, f)?;
     Ok(header)
+}
+
+/// Log compaction's filter: rewrites one stored batch keeping only the records `keep` accepts.
+/// Returns `None` when every record is kept (the batch stays byte-exact), else the new batch:
+/// same header fields (base offset, `lastOffsetDelta`, timestamps, producer id, epoch and
+/// sequence, attributes) with the kept records, unchanged and with their original offset and
+/// timestamp deltas, recompressed with the batch's codec. A batch that keeps no record at all
+/// becomes an empty batch (count 0, no record bytes, as Kafka writes them), still spanning its
+/// offsets. `scratch` holds decompressed bytes.
+pub fn retain_records(
+    batch: &[u8],
+    scratch: &mut Vec<u8>,
+    mut keep: impl FnMut(&RecordView<'_>) -> bool,
+) -> Result<Option<Vec<u8>>, BatchError> {
+    let header = BatchHeader::parse(batch)?;
+    if batch.len() < header.total_len() {
+        return Err(BatchError::Truncated { need: header.total_len(), have: batch.len() });
+    }
+    let codec = header.compression()?;
+    let records = record_section(&header, batch, scratch, DEFAULT_MAX_DECOMPRESSED_LEN)?;
+    let mut kept = Vec::new();
+    let mut kept_count = 0;
+    walk_records(records, header.records_count, false, |r| {
+        if keep(&r) {
+            kept.extend_from_slice(r.raw);
+            kept_count += 1;
+        }
+    })?;
+    if kept_count == header.records_count {
+        return Ok(None);
+    }
+    let mut compressed = Vec::new();
+    if kept_count > 0 {
+        compress_into(codec, &kept, &mut compressed);
+    }
+    Ok(Some(batch::with_records(batch, kept_count, &compressed)))
 }
 
 #[cfg(test)]

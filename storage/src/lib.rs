@@ -8,10 +8,15 @@
 //! maps and file descriptors are bounded per partition so that a broker with tens of thousands
 //! of partitions stays within `vm.max_map_count` and its fd limit.
 //!
-//! This crate must never do networking, parse individual records (batches are the unit of all
-//! work), or serve bytes that failed validation after a crash. It knows nothing of Raft,
+//! It also compacts logs (`cleanup.policy=compact`, see [`PartitionLog::clean`]) without ever
+//! changing a batch's offset range.
+//!
+//! This crate must never do networking, parse individual records outside the log cleaner
+//! (batches are the unit of all other work), or serve bytes that failed validation after a
+//! crash. It knows nothing of Raft,
 //! replication or high watermarks beyond the `max_offset` a caller passes to reads.
 
+mod cleaner;
 mod config;
 mod error;
 mod index;
@@ -20,6 +25,7 @@ pub mod observe;
 mod recovery;
 mod segment;
 
+pub use cleaner::{CleanSummary, CleanerConfig};
 pub use config::LogConfig;
 pub use error::StorageError;
 pub use log::{AppendInfo, PartitionLog, ReadResult};

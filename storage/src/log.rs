@@ -10,6 +10,9 @@
 //! * `reader_cache` holds the one most recently read sealed segment (its fd and two index maps),
 //!   bounding maps and descriptors per partition however many segments it has.
 //! * `checkpoint` serializes writes of the log start offset checkpoint file.
+//! * `cleaning` lets one compaction pass run at a time; the pass reads and rewrites segment
+//!   files without `state`, which it takes for reading to plan and for writing only for the
+//!   renames that swap a rewritten segment in.
 //!
 //! Durability contract: `append` only writes to the page cache. An offset is durable once
 //! [`PartitionLog::flushed_offset`] is above it, which only `sync` (directly or via `close` /
@@ -18,7 +21,7 @@
 //! dropped the dirty pages, so nothing written since can be trusted to reach disk.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -31,8 +34,11 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use rill_protocol::batch::{split_batches, stamp_log_append_time, stamp_offset_and_epoch, BatchHeader};
 use tracing::warn;
 
+use crate::cleaner::{self, Checkpoint, CleanSummary, CleanerConfig, KeyMap, Source, SwapStep};
 use crate::recovery::{fsync_dir, recover, write_checkpoint, CLEAN_MARKER};
-use crate::segment::{delete_segment_files, ActiveSegment, SealedReader, SealedSegment, SegmentRef, LOG_EXT};
+use crate::segment::{
+    delete_segment_files, segment_path, ActiveSegment, SealedReader, SealedSegment, SegmentRef, LOG_EXT,
+};
 use crate::{LogConfig, StorageError};
 
 /// Outcome of a successful [`PartitionLog::append`].
@@ -68,8 +74,11 @@ struct LogState {
     unsynced: Vec<Arc<File>>,
     /// Segment files were created since the last sync; the directory needs an fsync.
     dir_dirty: bool,
-    /// Bumped by every truncation so a sync that raced one does not claim the old end.
+    /// Bumped by every truncation so a sync that raced one does not claim the old end (and
+    /// a compaction pass that raced one does not install what it wrote).
     truncations: u64,
+    /// The log cleaner's progress (persisted by the cleaner, lowered by truncations).
+    cleaner: Checkpoint,
 }
 
 impl LogState {
@@ -103,12 +112,38 @@ pub struct PartitionLog {
     sync_done: Condvar,
     reader_cache: Mutex<Option<Arc<SealedReader>>>,
     checkpoint: Mutex<()>,
+    cleaning: Mutex<()>,
     // Mirrors of `state` for lock-free getters.
     log_end: AtomicI64,
     log_start: AtomicI64,
     flushed: AtomicI64,
     last_flush_ms: AtomicI64,
     poisoned: AtomicBool,
+}
+
+/// Runs of adjacent cleaning sources that one rewritten segment can hold: all dirty or all
+/// clean (so a merge never restarts the tombstone clock of clean segments), together no more
+/// than `segment.bytes` before cleaning, and spanning offsets the indexes can address.
+fn merge_groups(sources: &[Source], segment_bytes: u64) -> Vec<Vec<&Source>> {
+    let mut groups: Vec<Vec<&Source>> = Vec::new();
+    let mut bytes = 0;
+    for src in sources {
+        let fits = groups.last().is_some_and(|g| {
+            let first = g[0];
+            first.dirty == src.dirty
+                && bytes + src.size <= segment_bytes
+                && src.next_base - first.base <= u32::MAX as i64
+                && g[g.len() - 1].next_base == src.base
+        });
+        if fits {
+            bytes += src.size;
+            groups.last_mut().expect("checked").push(src);
+        } else {
+            bytes = src.size;
+            groups.push(vec![src]);
+        }
+    }
+    groups
 }
 
 fn now_ms() -> i64 {
@@ -126,6 +161,8 @@ impl PartitionLog {
         // A checkpoint beyond the end means the deleted records never became durable; the
         // log then simply starts (empty) at its end.
         let log_start = r.checkpoint.unwrap_or(i64::MIN).max(first_base).min(log_end);
+        let mut cleaner = Checkpoint::load(dir)?;
+        cleaner.first_dirty = cleaner.first_dirty.min(log_end);
         Ok(PartitionLog {
             dir: dir.to_path_buf(),
             state: RwLock::new(LogState {
@@ -136,11 +173,13 @@ impl PartitionLog {
                 unsynced: Vec::new(),
                 dir_dirty: false,
                 truncations: 0,
+                cleaner,
             }),
             sync: Mutex::new(SyncState::default()),
             sync_done: Condvar::new(),
             reader_cache: Mutex::new(None),
             checkpoint: Mutex::new(()),
+            cleaning: Mutex::new(()),
             log_end: AtomicI64::new(log_end),
             log_start: AtomicI64::new(log_start),
             flushed: AtomicI64::new(log_end),
@@ -596,7 +635,7 @@ impl PartitionLog {
                     let mut newest =
                         seg.max_timestamp(&self.dir, st.next_base(base), st.config.index_interval_bytes)?;
                     if newest < 0 {
-                        newest = mtime_ms(&self.dir, base)?;
+                        newest = cleaner::mtime_ms(&segment_path(&self.dir, base, LOG_EXT))?;
                     }
                     if now_ms - newest <= retention_ms {
                         break;
@@ -635,6 +674,7 @@ impl PartitionLog {
         }
         *self.reader_cache.lock() = None;
         st.truncations += 1;
+        st.cleaner.first_dirty = st.cleaner.first_dirty.min(offset);
         let (index_bytes, interval) = (st.config.segment_index_bytes, st.config.index_interval_bytes);
         if offset < st.log_start {
             // Nothing below `offset` is readable: start over there.
@@ -699,6 +739,164 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Compaction (`cleanup.policy=compact`, see the `cleaner` module): if the log is due for
+    /// cleaning under `config`, compacts its sealed segments that lie wholly below `upto` (the
+    /// caller's committed point, e.g. the high watermark), keeping the latest record of each
+    /// key, and swaps each rewritten segment in crash-safely. Every batch keeps its offset
+    /// range; batches that lose all their records stay as empty batches. Blocking and
+    /// I/O-heavy: run it off the request path. Returns `None` when the log was not due (or
+    /// another pass was running), else what the pass did. A pass that finds a segment deleted
+    /// or truncated under it stops early; the next one starts over.
+    pub fn clean(&self, upto: i64, config: &CleanerConfig, now_ms: i64) -> Result<Option<CleanSummary>, StorageError> {
+        self.clean_until(upto, config, now_ms, SwapStep::Done)
+    }
+
+    /// [`PartitionLog::clean`], stopping each swap after `stop_after` (tests leave what a
+    /// crash would).
+    pub(crate) fn clean_until(
+        &self,
+        upto: i64,
+        config: &CleanerConfig,
+        now_ms: i64,
+        stop_after: SwapStep,
+    ) -> Result<Option<CleanSummary>, StorageError> {
+        let Some(_cleaning) = self.cleaning.try_lock() else { return Ok(None) };
+        self.check_poisoned()?;
+        let (mut sources, checkpoint, truncations, interval, segment_bytes) = {
+            let st = self.state.read();
+            let Some(sources) = self.plan_cleaning(&st, upto, config, now_ms)? else { return Ok(None) };
+            (sources, st.cleaner, st.truncations, st.config.index_interval_bytes, st.config.segment_bytes)
+        };
+        let (map, covered) = KeyMap::build(&self.dir, &sources, config.max_map_bytes)?;
+        // Dirty segments past what the map covers wait for the next pass.
+        let mut dirty_seen = 0;
+        sources.retain(|s| {
+            dirty_seen += usize::from(s.dirty);
+            !s.dirty || dirty_seen <= covered
+        });
+        let cleaned_upto = sources.iter().rev().find(|s| s.dirty).map_or(checkpoint.first_dirty, |s| s.next_base);
+        let mut summary = CleanSummary { cleaned_upto, ..CleanSummary::default() };
+        let mut tombstone_expiry = i64::MAX;
+        for group in merge_groups(&sources, segment_bytes) {
+            let (first, last) = (group[0], group[group.len() - 1]);
+            let mut members = Vec::with_capacity(group.len());
+            let mut newest_mtime = 0;
+            for src in &group {
+                let mtime = cleaner::mtime_ms(&segment_path(&self.dir, src.base, LOG_EXT))?;
+                newest_mtime = newest_mtime.max(mtime);
+                let keep_tombstones = src.dirty || now_ms.saturating_sub(mtime) <= config.delete_retention_ms;
+                members.push((*src, keep_tombstones));
+            }
+            // Cleaned at: now for dirty segments' first cleaning, carried over afterwards (a
+            // group never mixes the two).
+            let cleaned_at = if first.dirty { now_ms } else { newest_mtime };
+            let r = cleaner::rewrite(&self.dir, &members, &map, interval, cleaner::system_time(cleaned_at))
+                .inspect_err(|_| cleaner::discard(&self.dir, first.base))?;
+            let group_bytes: u64 = group.iter().map(|s| s.size).sum();
+            summary.segments_read += group.len();
+            summary.bytes_before += group_bytes;
+            summary.records_removed += r.records_removed;
+            summary.tombstones_removed += r.tombstones_removed;
+            if r.keeps_tombstones {
+                tombstone_expiry = tombstone_expiry.min(cleaned_at.saturating_add(config.delete_retention_ms));
+            }
+            let Some(c) = r.cleaned else {
+                summary.bytes_after += group_bytes;
+                if first.dirty && r.keeps_tombstones {
+                    // Not rewritten, but cleaned now: its tombstones' retention starts now.
+                    let path = segment_path(&self.dir, first.base, LOG_EXT);
+                    File::options().write(true).open(&path)?.set_modified(cleaner::system_time(now_ms))?;
+                }
+                continue;
+            };
+            let merged: Vec<i64> = group[1..].iter().map(|s| s.base).collect();
+            {
+                let mut st = self.state.write();
+                let unchanged = st.truncations == truncations
+                    && group.iter().all(|src| st.sealed.get(&src.base).is_some_and(|s| s.size == src.size))
+                    && st.next_base(last.base) == last.next_base;
+                if !unchanged {
+                    drop(st);
+                    cleaner::discard(&self.dir, first.base);
+                    return Ok(Some(CleanSummary { cleaned_upto: checkpoint.first_dirty, ..summary }));
+                }
+                *self.reader_cache.lock() = None;
+                if let Err(e) = cleaner::install(&self.dir, first.base, &merged, stop_after) {
+                    // The files may be half swapped; reopening (recovery) sorts them out.
+                    self.poison("installing a compacted segment", &e);
+                    return Err(e.into());
+                }
+                if stop_after != SwapStep::Done {
+                    return Ok(Some(summary));
+                }
+                for base in &merged {
+                    st.sealed.remove(base);
+                }
+                st.sealed.insert(first.base, SealedSegment::new(first.base, c.size, c.max_ts));
+            }
+            fsync_dir(&self.dir)?;
+            summary.segments_rewritten += group.len();
+            summary.bytes_after += c.size;
+        }
+        let next = Checkpoint { first_dirty: cleaned_upto, tombstone_expiry_ms: tombstone_expiry };
+        {
+            let mut st = self.state.write();
+            if st.truncations != truncations {
+                return Ok(Some(summary));
+            }
+            st.cleaner = next;
+        }
+        next.store(&self.dir)?;
+        Ok(Some(summary))
+    }
+
+    /// The sealed segments a cleaning pass reads, oldest first, or `None` if the log is not
+    /// due: segments ending at or below `upto` and the active segment's base, stopping at the
+    /// first dirty one holding records newer than `min.compaction.lag.ms`.
+    fn plan_cleaning(
+        &self,
+        st: &LogState,
+        upto: i64,
+        config: &CleanerConfig,
+        now_ms: i64,
+    ) -> Result<Option<Vec<Source>>, StorageError> {
+        let bound = upto.min(st.active()?.base());
+        let first_dirty = st.cleaner.first_dirty;
+        let newest_cleanable = now_ms.saturating_sub(config.min_compaction_lag_ms.max(0));
+        let mut sources = Vec::new();
+        for (&base, seg) in &st.sealed {
+            let next_base = st.next_base(base);
+            if next_base <= st.log_start {
+                continue;
+            }
+            if next_base > bound {
+                break;
+            }
+            let dirty = next_base > first_dirty;
+            let max_ts = seg.max_timestamp(&self.dir, next_base, st.config.index_interval_bytes)?;
+            if dirty && config.min_compaction_lag_ms > 0 && max_ts > newest_cleanable {
+                break;
+            }
+            sources.push(Source { base, next_base, size: seg.size, dirty, max_ts });
+        }
+        let bytes = |dirty: bool| sources.iter().filter(|s| s.dirty == dirty).map(|s| s.size).sum::<u64>();
+        let (dirty_bytes, clean_bytes) = (bytes(true), bytes(false));
+        let ratio_due = dirty_bytes > 0
+            && dirty_bytes as f64 / (dirty_bytes + clean_bytes) as f64 >= config.min_cleanable_dirty_ratio;
+        let lag_due = sources
+            .iter()
+            .any(|s| s.dirty && s.max_ts >= 0 && now_ms.saturating_sub(s.max_ts) > config.max_compaction_lag_ms);
+        let tombstones_due = clean_bytes > 0 && now_ms >= st.cleaner.tombstone_expiry_ms;
+        Ok((ratio_due || lag_due || tombstones_due).then_some(sources))
+    }
+
+    /// Base offsets of the sealed segments and the active one, and the cleaner checkpoint.
+    #[cfg(test)]
+    pub(crate) fn layout(&self) -> (Vec<i64>, i64, Checkpoint) {
+        let st = self.state.read();
+        (st.sealed.keys().copied().collect(), st.active().expect("open").base(), st.cleaner)
+    }
+
     /// Replaces the configuration; takes effect for subsequent operations (index preallocation
     /// for the next segment).
     pub fn update_config(&self, config: LogConfig) {
@@ -745,9 +943,4 @@ impl PartitionLog {
         fsync_dir(&self.dir)?;
         Ok(())
     }
-}
-
-fn mtime_ms(dir: &Path, base: i64) -> Result<i64, StorageError> {
-    let modified = fs::metadata(crate::segment::segment_path(dir, base, LOG_EXT))?.modified()?;
-    Ok(modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }

@@ -17,6 +17,7 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
+use crate::cleaner::complete_swaps;
 use crate::index::{OffsetEntries, TimeEntries, OFFSET_ENTRY_LEN, TIME_ENTRY_LEN};
 use crate::segment::{
     delete_segment_files, rebuild, segment_path, write_file, ActiveSegment, ScanError, Scanner, SealedSegment,
@@ -45,11 +46,16 @@ pub(crate) fn fsync_dir(dir: &Path) -> io::Result<()> {
 
 /// Atomically replaces the log start checkpoint: write a temp file, fsync, rename, fsync dir.
 pub(crate) fn write_checkpoint(dir: &Path, log_start: i64) -> io::Result<()> {
-    let tmp = dir.join(format!("{LOG_START_CHECKPOINT}.tmp"));
+    write_durably(dir, LOG_START_CHECKPOINT, &format!("{log_start}\n"))
+}
+
+/// Atomically and durably replaces the small file `dir/name` with `contents`.
+pub(crate) fn write_durably(dir: &Path, name: &str, contents: &str) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
     let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
-    writeln!(f, "{log_start}")?;
+    f.write_all(contents.as_bytes())?;
     f.sync_all()?;
-    fs::rename(&tmp, dir.join(LOG_START_CHECKPOINT))?;
+    fs::rename(&tmp, dir.join(name))?;
     fsync_dir(dir)
 }
 
@@ -82,6 +88,9 @@ pub(crate) fn recover(dir: &Path, config: &LogConfig, now_ms: i64) -> Result<Rec
     let (index_bytes, interval) = (config.segment_index_bytes, config.index_interval_bytes);
     let mut bases = Vec::new();
     let mut index_files = Vec::new();
+    // A compaction swap that reached its commit point is finished; every other leftover of
+    // one (`.cleaned`, uncommitted `.swap`) is deleted below, which rolls it back.
+    complete_swaps(dir)?;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();

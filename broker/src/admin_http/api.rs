@@ -226,7 +226,7 @@ fn newest_records(p: &Partition, limit: usize) -> Result<Value, String> {
         }
         read_bytes += r.records.len();
         let decoded = rill_protocol::records::decode_batches(&r.records).map_err(|e| e.to_string())?;
-        let Some(last) = decoded.last().map(|r| r.offset) else { break };
+        let Some(next) = rill_protocol::batch::next_offset(&r.records) else { break };
         for rec in decoded.into_iter().filter(|r| r.offset >= from && !r.control) {
             records.push(json!({
                 "offset": rec.offset,
@@ -239,9 +239,8 @@ fn newest_records(p: &Partition, limit: usize) -> Result<Value, String> {
                 })).collect::<Vec<_>>(),
             }));
         }
-        // Batches may be followed by offsets not yet in a whole batch: continue after the
-        // last record seen.
-        offset = last + 1;
+        // Continue after the last whole batch (compacted batches may end in removed records).
+        offset = next;
     }
     Ok(json!({
         "topic": p.topic,

@@ -173,8 +173,8 @@ impl GroupCoordinator {
             Some(t) => t,
             None => {
                 let mut configs = BTreeMap::new();
-                // Never delete by time or size: latest-wins records must survive (compaction,
-                // once it lands, will bound the log; until then it only grows).
+                // Never delete by time or size: latest-wins records must survive, and the log
+                // cleaner bounds the log.
                 configs.insert("cleanup.policy".to_string(), "compact".to_string());
                 configs.insert("segment.bytes".to_string(), "104857600".to_string());
                 topics

@@ -341,9 +341,9 @@ impl OffsetsLog {
                 if read.records.is_empty() {
                     break;
                 }
-                let recs = records::decode_batches(&read.records)?;
-                let Some(last) = recs.last().map(|r| r.offset) else { break };
-                for r in recs {
+                // Compacted batches may hold fewer records than offsets, or none.
+                let Some(next) = rill_protocol::batch::next_offset(&read.records) else { break };
+                for r in records::decode_batches(&read.records)? {
                     if r.offset < at || r.control {
                         continue;
                     }
@@ -353,7 +353,7 @@ impl OffsetsLog {
                         n += 1;
                     }
                 }
-                at = last + 1;
+                at = next;
             }
         }
         Ok(n)

@@ -25,11 +25,22 @@ fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
         // Nothing is tiered: the answer Kafka gives without remote storage.
         LATEST_TIERED => Ok((-1, -1)),
         MAX_TIMESTAMP => match p.log.max_timestamp()? {
-            Some((last_offset, max_ts)) => Ok(first_record_at(p, last_offset, |ts| ts == max_ts)?.unwrap_or((-1, -1))),
+            // Compaction may have removed that record; the batch's answer is the honest fallback.
+            Some((last_offset, max_ts)) => {
+                Ok(first_record_at(p, last_offset, |ts| ts == max_ts)?.0.unwrap_or((last_offset, max_ts)))
+            }
             None => Ok((-1, -1)),
         },
         ts if ts >= 0 => match p.log.offset_for_timestamp(ts)? {
-            Some((offset, _)) => Ok(first_record_at(p, offset, |t| t >= ts)?.unwrap_or((-1, -1))),
+            Some((mut offset, _)) => loop {
+                // A compacted batch keeps its header's max timestamp but maybe not the record it
+                // came from: then the answer lies in a later batch.
+                match first_record_at(p, offset, |t| t >= ts)? {
+                    (Some(found), _) => break Ok(found),
+                    (None, Some(next)) => offset = next,
+                    (None, None) => break Ok((-1, -1)),
+                }
+            },
             None => Ok((-1, -1)),
         },
         other => Err(KafkaError::InvalidRequest(format!("invalid ListOffsets timestamp {other}"))),
@@ -38,15 +49,19 @@ fn lookup(p: &Partition, timestamp: i64) -> Result<(i64, i64), KafkaError> {
 
 /// The storage answers timestamp queries per batch; Kafka answers per record. Walk the batch
 /// holding `offset` and return the first record at or after it whose timestamp matches.
-/// Not a hot path: this is the only place the broker looks inside records.
+/// `(offset, timestamp)` of a record, as ListOffsets answers.
+type Found = (i64, i64);
+
+/// Not a hot path: this is the only place the broker looks inside records. Also returns the
+/// offset after the batch, if there is one.
 fn first_record_at(
     p: &Partition,
     offset: i64,
     matches: impl Fn(i64) -> bool,
-) -> Result<Option<(i64, i64)>, KafkaError> {
+) -> Result<(Option<Found>, Option<i64>), KafkaError> {
     let read = p.log.read(offset, 1, p.high_watermark())?;
     let Some(Ok((header, batch))) = rill_protocol::batch::split_batches(&read.records).next() else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let mut scratch = Vec::new();
     let mut found = None;
@@ -58,7 +73,7 @@ fn first_record_at(
             found = Some((record_offset, ts));
         }
     })?;
-    Ok(found)
+    Ok((found, Some(header.last_offset() + 1)))
 }
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {

@@ -61,7 +61,15 @@ fn validate_batch(topic: &Topic, records: Option<&[u8]>) -> Result<BatchHeader, 
     let header = batch::validate(whole)?;
     // Like Kafka's LogValidator, look inside: a batch whose header and CRC are fine can
     // still hold malformed records, and consumers must never be served those.
-    VALIDATOR.with(|v| v.borrow_mut().validate(whole))?;
+    // On a compacted topic every record needs a key (LogValidator: INVALID_RECORD).
+    VALIDATOR.with(|v| {
+        let mut v = v.borrow_mut();
+        if topic.settings.compact {
+            v.validate_keyed(whole)
+        } else {
+            v.validate(whole)
+        }
+    })?;
     if header.is_control() {
         return Err(KafkaError::InvalidRecord("clients may not produce control batches".into()));
     }

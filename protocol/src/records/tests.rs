@@ -312,3 +312,79 @@ proptest! {
         let _ = decode_batches(&batch);
     }
 }
+
+/// Compaction's rewrite keeps the surviving records with their offsets and timestamps, the
+/// header fields that place the batch (base offset, lastOffsetDelta, producer fields), and a
+/// valid CRC, for every codec; an independent decoder (kafka-protocol) reads the result.
+#[test]
+fn retain_records_keeps_offsets_and_header_fields() {
+    let records = sample();
+    for codec in Compression::ALL {
+        let options = EncodeOptions {
+            compression: codec,
+            base_offset: 40,
+            producer_id: 7,
+            producer_epoch: 2,
+            base_sequence: 11,
+            ..EncodeOptions::default()
+        };
+        let batch = encode_batch(&records, &options);
+        let mut scratch = Vec::new();
+        assert_eq!(retain_records(&batch, &mut scratch, |_| true).unwrap(), None, "{codec:?}: all kept");
+
+        let kept = retain_records(&batch, &mut scratch, |r| r.offset_delta != 1).unwrap().expect("rewritten");
+        let before = BatchHeader::parse(&batch).unwrap();
+        let after = crate::batch::validate_stored(&kept).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+        assert_eq!(after.records_count, 2);
+        assert_eq!(after.compression(), Ok(codec));
+        assert_eq!(
+            (after.base_offset, after.last_offset_delta, after.producer_id, after.producer_epoch, after.base_sequence),
+            (40, 2, 7, 2, 11)
+        );
+        assert_eq!((after.base_timestamp, after.max_timestamp), (before.base_timestamp, before.max_timestamp));
+        let mut want = expected(&records, 40);
+        want.remove(1);
+        assert_eq!(decode_batches(&kept).unwrap(), want, "{codec:?}");
+        let mut buf = Bytes::from(kept.clone());
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap_or_else(|e| panic!("{codec:?}: {e}"));
+        assert_eq!(set.records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![40, 42], "{codec:?}");
+
+        let empty = retain_records(&batch, &mut scratch, |_| false).unwrap().expect("rewritten");
+        let h = crate::batch::validate_stored(&empty).unwrap();
+        assert_eq!((h.records_count, h.last_offset(), h.total_len()), (0, 42, BATCH_HEADER_LEN), "{codec:?}");
+        assert!(decode_batches(&empty).unwrap().is_empty());
+        assert_eq!(validate(&empty), Err(BatchError::InvalidRecordCount(0)), "a producer may not send one");
+    }
+}
+
+#[test]
+fn stored_batches_may_hold_fewer_records_than_offsets_but_not_more() {
+    let batch = encode_batch(&sample(), &EncodeOptions::default());
+    let too_many = with_fixed_crc(batch, |b| b[57..61].copy_from_slice(&4i32.to_be_bytes()));
+    assert_eq!(
+        crate::batch::validate_stored(&too_many),
+        Err(BatchError::InvalidOffsetDelta { last_offset_delta: 2, records: 4 })
+    );
+}
+
+#[test]
+fn compacted_topics_need_keys() {
+    let mut v = RecordValidator::default();
+    let keyed = encode_batch(&sample()[..1], &EncodeOptions::default());
+    v.validate_keyed(&keyed).unwrap();
+    let keyless = encode_batch(&sample(), &EncodeOptions { compression: Compression::Lz4, ..EncodeOptions::default() });
+    v.validate(&keyless).unwrap();
+    assert_eq!(v.validate_keyed(&keyless), Err(BatchError::MissingKey { index: 1 }));
+}
+
+#[test]
+fn next_offset_goes_by_batches_not_records() {
+    let batch = encode_batch(&sample(), &EncodeOptions { base_offset: 10, ..EncodeOptions::default() });
+    let empty = retain_records(&batch, &mut Vec::new(), |_| false).unwrap().unwrap();
+    assert_eq!(crate::batch::next_offset(&empty), Some(13));
+    let mut two = batch.to_vec();
+    two.extend_from_slice(&empty);
+    two.extend_from_slice(&batch[..20]); // a trailing partial batch is not counted
+    assert_eq!(crate::batch::next_offset(&two), Some(13));
+    assert_eq!(crate::batch::next_offset(&[]), None);
+}
