@@ -516,26 +516,6 @@ fn encode_cluster_id(mut bits: u128) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_names() {
-        assert!(validate_topic_name("orders.v1_x-y").is_ok());
-        assert!(validate_topic_name("").is_err());
-        assert!(validate_topic_name("..").is_err());
-        assert!(validate_topic_name("bad name").is_err());
-        assert!(validate_topic_name(&"a".repeat(250)).is_err());
-    }
-
-    #[test]
-    fn cluster_id_shape() {
-        let id = new_cluster_id();
-        assert_eq!(id.len(), 22);
-    }
-}
-
 /// Opens (creating or recovering) the logs in `dirs` on a few threads: each open is a handful
 /// of file creations and fsyncs, so a topic of thousands of partitions (or a restart with
 /// them) waits on the disk in parallel instead of one partition after another.
@@ -562,4 +542,24 @@ fn open_logs(dirs: &[(i32, PathBuf)], config: &rill_storage::LogConfig) -> anyho
         }
         Ok(logs)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-y").is_ok());
+        assert!(validate_topic_name("").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name("bad name").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn cluster_id_shape() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+    }
 }
