@@ -28,9 +28,15 @@ class RillCluster:
         return ",".join(b.bootstrap for b in self.nodes.values())
 
     def start(self, timeout=90):
-        for b in self.nodes.values():
-            b._launch(timeout)
-        self.wait_ready(timeout)
+        # A cluster that does not come up is stopped here: the caller gets no object to
+        # clean up, and its nodes would outlive the test.
+        try:
+            for b in self.nodes.values():
+                b._launch(timeout)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.cleanup()
+            raise
         return self
 
     def admin(self):
