@@ -276,6 +276,25 @@ fn wait_topic_leaders(cluster: &Mutex<Cluster>, timeout: Duration) -> Result<()>
     bail!("partitions of {} without a leader after {timeout:?}: {last}", workload::TOPIC)
 }
 
+/// Removes what an earlier run left in `out`: above all its nodes' data directories, which
+/// the new cluster would otherwise start from (a rerun into the same `--out` once read the
+/// first run's records back as duplicates and phantoms).
+fn clear_previous_run(out: &Path) -> Result<()> {
+    let files = ["jepsen.log", "clients.log", "history.jsonl", "summary.json", "report.html"];
+    let dirs = (1..=9).map(|i| format!("n{i}"));
+    for name in files.iter().map(|f| f.to_string()).chain(dirs) {
+        let path = out.join(&name);
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match removed {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {} left by an earlier run", path.display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn run(a: RunArgs) -> Result<i32> {
     take_run_lock()?;
     let seed = a.seed.unwrap_or_else(|| {
@@ -286,6 +305,7 @@ fn run(a: RunArgs) -> Result<i32> {
     let out = a.out.clone().unwrap_or_else(|| {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("store").join(format!("{}-{seed}", log::utc_now(false)))
     });
+    clear_previous_run(&out)?;
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     log::to_file(&out.join("jepsen.log")).context("jepsen.log")?;
     let rerun = rerun_command(seed);
