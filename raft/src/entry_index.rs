@@ -177,6 +177,15 @@ impl EntryIndex {
         self.purged.as_ref().filter(|p| p.log_id.index == index).map(|p| p.end)
     }
 
+    /// The last entry at or before Raft index `upto` whose records end at or below Kafka
+    /// offset `offset` (where a prefix of the log can be cut). Both ends and indexes only
+    /// grow along the index, so this is two binary searches.
+    pub fn last_ending_by(&self, offset: i64, upto: u64) -> Option<&EntryMeta> {
+        let by_offset = self.metas.partition_point(|m| m.end <= offset);
+        let by_index = self.metas.partition_point(|m| m.log_id.index <= upto);
+        self.metas.get(by_offset.min(by_index).checked_sub(1)?)
+    }
+
     /// The entry holding Kafka offset `offset`, if present.
     pub fn entry_of_offset(&self, offset: i64) -> Option<&EntryMeta> {
         let i = self.metas.partition_point(|m| m.end <= offset);

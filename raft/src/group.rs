@@ -221,18 +221,7 @@ impl Group {
         let target = offset.min(self.shared.high_watermark());
         let cut = self.shared.with_index(|idx| {
             let purged = idx.purged().map(|p| p.log_id.index);
-            let first = idx.first_index()?;
-            let last = idx.last()?.log_id.index.min(applied.index);
-            // Ends only grow with the index: the last entry ending at or below `target`.
-            let mut found = None;
-            for i in first..=last {
-                let m = idx.get(i)?;
-                if m.end > target {
-                    break;
-                }
-                found = Some(m.clone());
-            }
-            found.filter(|m| purged.is_none_or(|p| m.log_id.index > p))
+            idx.last_ending_by(target, applied.index).filter(|m| purged.is_none_or(|p| m.log_id.index > p)).cloned()
         });
         let Some(cut) = cut else { return Ok(None) };
         let fatal = |e: openraft::error::Fatal<crate::TypeConfig>| WriteError::Fatal(e.to_string());
