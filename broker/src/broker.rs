@@ -82,26 +82,42 @@ impl Broker {
     /// Whether `id` names a node of this cluster (this node on a single node).
     pub fn is_node(&self, id: i32) -> bool {
         match &self.cluster {
-            Some(c) => c.voters.contains_key(&id),
+            Some(c) => c.is_node(id),
             None => id == self.node_id(),
         }
     }
 
-    /// Creates a topic: locally on a single node; in a cluster through the metadata quorum.
-    /// Admin operations are rare, so in a cluster the handler's worker thread waits for the
-    /// quorum (`block_in_place`) rather than making every admin handler async.
+    /// The replication factor of a topic created without one: `default.replication.factor`
+    /// when set; in a cluster otherwise 3 (or every node of a smaller cluster), because an
+    /// event bus that replicates nothing by default loses data on the first dead disk.
+    pub fn default_replication_factor(&self) -> i16 {
+        match &self.cluster {
+            Some(c) if !self.config.raw.contains_key("default.replication.factor") => {
+                c.nodes().len().clamp(1, 3) as i16
+            }
+            _ => self.config.default_replication_factor,
+        }
+    }
+
+    /// Creates a topic: locally on a single node; in a cluster through the metadata quorum,
+    /// with the replicas given (`assignment`, by partition) or placed at replication factor
+    /// `rf`. Admin operations are rare, so in a cluster the handler's worker thread waits for
+    /// the quorum (`block_in_place`) rather than making every admin handler async.
     pub fn create_topic(
         &self,
         name: &str,
         partitions: i32,
+        rf: i16,
+        assignment: Vec<Vec<i32>>,
         configs: std::collections::BTreeMap<String, String>,
     ) -> Result<Arc<Topic>, KafkaError> {
         let Some(c) = &self.cluster else { return self.topics.create(name, partitions, configs) };
         if self.topics.get(name).is_some() {
             return Err(KafkaError::TopicAlreadyExists(name.to_string()));
         }
+        let assignment = if assignment.is_empty() { c.place(0, partitions, rf)? } else { assignment };
         let id = uuid::Uuid::new_v4();
-        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, configs };
+        let cmd = Command::CreateTopic { name: name.to_string(), id, partitions, configs, assignment };
         block_on(c.propose_and_wait(&cmd))?;
         match self.topics.get(name) {
             Some(t) if t.id == id => Ok(t),
@@ -115,10 +131,25 @@ impl Broker {
         block_on(c.propose_and_wait(&Command::DeleteTopic { name: name.to_string(), id }))
     }
 
-    pub fn add_partitions(&self, name: &str, count: i32) -> Result<(), KafkaError> {
+    /// Raises a topic's partition count; in a cluster the new partitions get `assignment` or,
+    /// when it is empty, replicas placed at the replication factor of the topic's partition 0.
+    pub fn add_partitions(&self, name: &str, count: i32, assignment: Vec<Vec<i32>>) -> Result<(), KafkaError> {
         let Some(c) = &self.cluster else { return self.topics.add_partitions(name, count) };
         let t = self.topics.get(name).ok_or(KafkaError::UnknownTopicOrPartition)?;
-        block_on(c.propose_and_wait(&Command::SetPartitions { name: name.to_string(), id: t.id, partitions: count }))
+        let current = t.partitions.len() as i32;
+        if count <= current {
+            return Err(KafkaError::InvalidPartitions(format!(
+                "Topic currently has {current} partitions, which is higher than the requested {count}."
+            )));
+        }
+        let assignment = if assignment.is_empty() {
+            let rf = t.assignment_of(0).replicas.len().max(1) as i16;
+            c.place(current, count - current, rf)?
+        } else {
+            assignment
+        };
+        let cmd = Command::SetPartitions { name: name.to_string(), id: t.id, partitions: count, assignment };
+        block_on(c.propose_and_wait(&cmd))
     }
 
     pub fn set_topic_configs(
@@ -196,6 +227,9 @@ impl Broker {
             RequestKind::IncrementalAlterConfigs(r) => handlers::configs::incremental_alter(self, r).into(),
             RequestKind::DescribeCluster(r) => handlers::metadata::describe_cluster(self, r, ctx).into(),
             RequestKind::ElectLeaders(r) => handlers::elect::handle(self, r, version).await.into(),
+            RequestKind::AlterPartitionReassignments(r) => handlers::reassign::alter(self, r, version).into(),
+            RequestKind::ListPartitionReassignments(r) => handlers::reassign::list(self, r).into(),
+            RequestKind::UnregisterBroker(r) => handlers::reassign::unregister(self, r).into(),
             RequestKind::DeleteRecords(r) => handlers::records::delete_records(self, r).into(),
             RequestKind::DescribeLogDirs(r) => handlers::records::describe_log_dirs(self, r).into(),
             RequestKind::InitProducerId(r) => handlers::produce::init_producer_id(self, r).into(),
@@ -272,7 +306,7 @@ impl Broker {
     fn flush_due(&self) {
         let now = now_ms();
         for t in self.topics.list() {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 if let Err(e) = p.log.flush_if_due(now) {
                     tracing::error!(topic = %p.topic, partition = p.index, error = %e, "background flush failed");
                 }
@@ -302,11 +336,8 @@ impl Broker {
     /// its high watermark (each replica compacts on its own, as in Kafka).
     fn clean_one(&self, from: usize) -> Option<usize> {
         let topics = self.topics.list();
-        let partitions: Vec<_> = topics
-            .iter()
-            .filter(|t| t.settings.compact)
-            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
-            .collect();
+        let partitions: Vec<_> =
+            topics.iter().filter(|t| t.settings.compact).flat_map(|t| t.hosted().map(move |p| (t, p))).collect();
         for i in 0..partitions.len() {
             let at = (from + i) % partitions.len();
             let (t, p) = partitions[at];
@@ -340,7 +371,7 @@ impl Broker {
         let mut replicated = Vec::new();
         for t in self.topics.list() {
             let by_policy = t.settings.cleanup_policy.contains("delete");
-            for p in &t.partitions {
+            for p in t.hosted() {
                 if p.replica.is_some() {
                     let floor = p.delete_floor.load(std::sync::atomic::Ordering::Acquire);
                     let point = match by_policy {
@@ -376,7 +407,7 @@ impl Broker {
 
 /// Runs an admin future to completion from synchronous handler code on a multi-threaded
 /// runtime (see [`Broker::create_topic`]).
-fn block_on<T>(f: impl Future<Output = T>) -> T {
+pub(crate) fn block_on<T>(f: impl Future<Output = T>) -> T {
     tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
 }
 

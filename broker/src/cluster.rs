@@ -6,16 +6,25 @@
 //! creates, changes and deletes topics, opening a Raft group for each partition it hosts.
 //! Writes reach the metadata leader directly or forwarded over the Raft transport.
 //!
-//! Placement: every partition has every node as a replica (the replication factor is the
-//! cluster size). Each partition's first replica, rotated by partition index, is its
-//! preferred leader: it alone initializes the group, so it wins the first election and
-//! leaders spread evenly; the others step in if it does not show up.
+//! Placement: each partition has its own replica set, chosen when it is created
+//! ([`Cluster::place`]: leaders and replicas spread evenly, racks alternate) and changed by
+//! reassignment. A partition's first replica is its preferred leader: it alone initializes the
+//! group, so it wins the first election; the others step in if it does not show up. Nodes
+//! that hold no replica of a partition learn its leader from the leaders' announcements
+//! ([`announce_leaders`]).
+//!
+//! Reassignment (AlterPartitionReassignments) is a metadata command that sets a partition's
+//! target replicas. The partition's Raft leader carries it out ([`drive_reassignment`]): new
+//! replicas join its group as learners and catch up, then one membership change makes the
+//! target the voters, and a second metadata command records the new replica set, upon which
+//! the nodes that left delete their copies.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use openraft::async_runtime::watch::WatchReceiver;
 use openraft::BasicNode;
 use parking_lot::RwLock;
 use rill_protocol::records::{decode_batches, encode_batch, EncodeOptions, RecordIn};
@@ -31,7 +40,7 @@ use crate::config::BrokerConfig;
 use crate::error::KafkaError;
 use crate::producer_state::ProducerStates;
 use crate::topic_config::TopicSettings;
-use crate::topics::{Partition, Topic};
+use crate::topics::{Assignment, Partition, Topic};
 
 pub const METADATA_GROUP: u64 = 0;
 pub const METADATA_DIR: &str = "__cluster_metadata-0";
@@ -41,6 +50,14 @@ const RPC_PROPOSE: u8 = network::kind::APP;
 const RPC_TRANSFER: u8 = network::kind::APP + 1;
 /// Application RPC: is the metadata group initialized here? Answers `[1]` or `[0]`.
 const RPC_INITIALIZED: u8 = network::kind::APP + 2;
+/// Application RPC: `[node u64]` then `[group u64][term u64]`*: every partition group `node`
+/// leads now, with its term.
+const RPC_LEADERS: u8 = network::kind::APP + 3;
+/// Application RPC: `[node u64][raft address]`: a node outside the voters asks the metadata
+/// leader to add it as a learner of the metadata group (it then receives the metadata log).
+const RPC_JOIN: u8 = network::kind::APP + 4;
+/// How often a node announces the groups it leads when nothing changed.
+const ANNOUNCE_REFRESH: Duration = Duration::from_secs(5);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A node as registered in the metadata: its Kafka listeners and rack.
@@ -50,6 +67,9 @@ pub struct BrokerInfo {
     /// Advertised listeners: (name, host, port).
     pub listeners: Vec<(String, String, i32)>,
     pub rack: Option<String>,
+    /// The node's Raft (inter-node) address.
+    #[serde(default)]
+    pub raft_addr: Option<String>,
 }
 
 impl BrokerInfo {
@@ -69,6 +89,10 @@ pub enum Command {
         id: Uuid,
         partitions: i32,
         configs: BTreeMap<String, String>,
+        /// Replicas by partition. Empty in logs written before replica sets existed: then
+        /// every voter holds every partition ([`Cluster::legacy_replicas`]).
+        #[serde(default)]
+        assignment: Vec<Vec<i32>>,
     },
     DeleteTopic {
         name: String,
@@ -78,6 +102,9 @@ pub enum Command {
         name: String,
         id: Uuid,
         partitions: i32,
+        /// Replicas of the new partitions (empty: legacy placement, as for `CreateTopic`).
+        #[serde(default)]
+        assignment: Vec<Vec<i32>>,
     },
     SetConfigs {
         name: String,
@@ -92,6 +119,25 @@ pub enum Command {
         id: Uuid,
         partition: i32,
         offset: i64,
+    },
+    /// AlterPartitionReassignments: move partition `partition` to `target` (`None` cancels
+    /// an ongoing reassignment, moving it back to its current replicas).
+    Reassign {
+        name: String,
+        id: Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// UnregisterBroker: node `id` (not a voter, holding no replica) leaves the cluster.
+    UnregisterBroker {
+        id: i32,
+    },
+    /// The partition's Raft group now has `replicas` as its voters.
+    ReassignDone {
+        name: String,
+        id: Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
     },
 }
 
@@ -139,13 +185,20 @@ pub struct Cluster {
     pub peers: Arc<Peers>,
     pub groups: Groups,
     pub metadata: Group,
-    /// Raft addresses of the voters (every node of the cluster).
+    /// Raft addresses of the metadata quorum's voters (`controller.quorum.voters`).
     pub voters: BTreeMap<i32, String>,
+    /// This node's Raft address.
+    my_addr: String,
     pub brokers: RwLock<BTreeMap<i32, BrokerInfo>>,
     raft_config: Arc<openraft::Config>,
     /// Raft index of the last metadata entry this node has applied.
     applied: watch::Sender<u64>,
     commands: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(u64, Bytes)>>>,
+    /// Leaders of partition groups as their leaders announce them: group -> (leader, term).
+    /// What this node knows of the partitions it holds no replica of.
+    leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>,
+    /// Partition groups whose reassignment this node is carrying out.
+    reassigning: parking_lot::Mutex<HashSet<u64>>,
 }
 
 impl Cluster {
@@ -153,7 +206,7 @@ impl Cluster {
     /// [`Cluster::run`] gets the broker.
     pub async fn start(config: &BrokerConfig) -> anyhow::Result<Arc<Cluster>> {
         let node_id = config.node_id;
-        let my_addr = config.quorum_voters[&node_id].clone();
+        let my_addr = config.raft_address().ok_or_else(|| anyhow::anyhow!("no raft address for this node"))?;
         let peers = Peers::new(node_id as u64);
         for (id, addr) in &config.quorum_voters {
             peers.set_addr(*id as u64, addr.clone());
@@ -196,7 +249,8 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind the raft listener {my_addr}: {e}"))?;
         tracing::info!(addr = %my_addr, "raft listener");
-        let app = app_handler(metadata.clone(), groups.clone());
+        let leaders = Arc::new(RwLock::new(HashMap::new()));
+        let app = app_handler(metadata.clone(), groups.clone(), leaders.clone());
         tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app, peers.liveness.clone()));
         if config.value("rill.raft.quiesce.enable").as_deref() != Some("false") {
             tokio::spawn(rill_raft::quiesce::run(peers.clone(), groups.clone(), timing));
@@ -209,6 +263,29 @@ impl Cluster {
         let (m, p, wait) = (metadata.clone(), peers.clone(), Duration::from_millis(timing.election_max_ms));
         let others: Vec<u64> =
             config.quorum_voters.keys().map(|v| *v as u64).filter(|v| *v != node_id as u64).collect();
+        if !config.is_voter() {
+            tokio::spawn(join_as_learner(m, p, others, my_addr.clone()));
+        } else {
+            Self::spawn_initialize(m, p, others, members, wait);
+        }
+        let (applied, _) = watch::channel(0);
+        Ok(Arc::new(Cluster {
+            node_id,
+            peers,
+            groups,
+            metadata,
+            voters: config.quorum_voters.clone(),
+            my_addr,
+            brokers: RwLock::new(BTreeMap::new()),
+            raft_config,
+            applied,
+            commands: parking_lot::Mutex::new(Some(rx)),
+            leaders,
+            reassigning: parking_lot::Mutex::new(HashSet::new()),
+        }))
+    }
+
+    fn spawn_initialize(m: Group, p: Arc<Peers>, others: Vec<u64>, members: BTreeMap<u64, BasicNode>, wait: Duration) {
         tokio::spawn(async move {
             loop {
                 if m.raft.is_initialized().await.unwrap_or(true) {
@@ -233,18 +310,6 @@ impl Cluster {
                 tracing::info!("the metadata quorum exists elsewhere; waiting to be replicated to");
             }
         });
-        let (applied, _) = watch::channel(0);
-        Ok(Arc::new(Cluster {
-            node_id,
-            peers,
-            groups,
-            metadata,
-            voters: config.quorum_voters.clone(),
-            brokers: RwLock::new(BTreeMap::new()),
-            raft_config,
-            applied,
-            commands: parking_lot::Mutex::new(Some(rx)),
-        }))
     }
 
     /// Applies metadata commands for `broker` and keeps this node registered. Call once.
@@ -260,6 +325,7 @@ impl Cluster {
                 .map(|l| (l.name.clone(), l.host.clone(), l.port as i32))
                 .collect(),
             rack: broker.config.rack.clone(),
+            raft_addr: Some(self.my_addr.clone()),
         };
         let cluster = self.clone();
         tokio::spawn(async move {
@@ -274,6 +340,8 @@ impl Cluster {
         });
         tokio::spawn(ensure_offsets_topic(broker.clone()));
         tokio::spawn(rebalance_leaders(broker.clone()));
+        tokio::spawn(announce_leaders(self.clone()));
+        tokio::spawn(reassign_loop(broker.clone()));
     }
 
     /// Asks `leader` (which leads `group`) to hand leadership to `to`.
@@ -339,14 +407,50 @@ impl Cluster {
         self.wait_applied(index).await
     }
 
-    /// Replicas of every partition: every node, rotated so preferred leaders spread.
-    pub fn replicas(&self, partition: i32) -> Vec<i32> {
+    /// Where partitions were placed before replica sets existed (and where
+    /// `__consumer_offsets` lives): on every voter, rotated so preferred leaders spread.
+    pub fn legacy_replicas(&self, partition: i32) -> Vec<i32> {
         let nodes: Vec<i32> = self.voters.keys().copied().collect();
         let n = nodes.len();
         (0..n).map(|k| nodes[(partition as usize + k) % n]).collect()
     }
 
-    /// Opens this node's replica of partition `index` of topic `id`.
+    /// Registered nodes, with their racks.
+    pub fn nodes(&self) -> Vec<(i32, Option<String>)> {
+        self.brokers.read().values().map(|b| (b.id, b.rack.clone())).collect()
+    }
+
+    pub fn is_node(&self, id: i32) -> bool {
+        self.voters.contains_key(&id) || self.brokers.read().contains_key(&id)
+    }
+
+    /// A node's Raft address.
+    fn raft_addr(&self, id: i32) -> Option<String> {
+        self.voters.get(&id).cloned().or_else(|| self.brokers.read().get(&id).and_then(|b| b.raft_addr.clone()))
+    }
+
+    /// Replicas for partitions `first..first + count` at replication factor `rf` (see
+    /// [`place`]).
+    pub fn place(&self, first: i32, count: i32, rf: i16) -> Result<Vec<Vec<i32>>, KafkaError> {
+        place(&self.nodes(), first, count, rf)
+    }
+
+    /// The leader and leader epoch of partition `index` of `t`, if known: from the local
+    /// replica's Raft group, else from the leader's announcements.
+    pub fn leader_of(&self, t: &Topic, index: i32) -> Option<(i32, i32)> {
+        match t.partitions.get(usize::try_from(index).ok()?)? {
+            Some(p) => {
+                let g = p.replica.as_ref()?;
+                Some((g.leader()? as i32, g.term() as i32))
+            }
+            None => self.leaders.read().get(&partition_group(&t.id, index)).map(|(l, term)| (*l, *term as i32)),
+        }
+    }
+
+    /// Opens this node's replica of partition `index` of topic `id`, whose replicas are
+    /// `replicas`. `init`: the partition is being created now (not replayed, not added by a
+    /// reassignment), so this node may start its group.
+    #[allow(clippy::too_many_arguments)]
     async fn open_replica(
         &self,
         broker: &Broker,
@@ -354,7 +458,8 @@ impl Cluster {
         id: &Uuid,
         index: i32,
         log: LogConfig,
-        fresh: bool,
+        replicas: &[i32],
+        init: bool,
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = broker.topics.partition_dir(topic, index);
         let gid = partition_group(id, index);
@@ -362,14 +467,13 @@ impl Cluster {
             Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
                 .await?;
         self.groups.insert(&group);
-        let replicas = self.replicas(index);
         let members: BTreeMap<u64, BasicNode> =
-            replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.voters[r].clone() })).collect();
+            replicas.iter().map(|r| (*r as u64, BasicNode { addr: self.raft_addr(*r).unwrap_or_default() })).collect();
         // Only a partition being created now is started here: its preferred replica at once,
         // the others after a while if the preferred one never reached them. A replayed
         // creation (a restart, or a node that lost its disk) belongs to a group that already
         // exists: the node waits to be replicated to and never starts a rival log.
-        if fresh {
+        if init && !replicas.is_empty() {
             let first = replicas[0] == self.node_id;
             let g = group.clone();
             tokio::spawn(async move {
@@ -414,11 +518,82 @@ impl Cluster {
             g.shutdown().await;
         }
     }
+
+    /// Closes this node's replica of a partition that moved away and deletes its data.
+    async fn drop_replica(&self, p: &Partition) {
+        self.close_partition(p).await;
+        p.appended.notify_waiters();
+        // Rename first so a crash mid-removal cannot leave a half-deleted partition behind.
+        let doomed = p.dir.with_file_name(format!("{}-{}.{}-delete", p.topic, p.index, Uuid::new_v4().simple()));
+        match std::fs::rename(&p.dir, &doomed) {
+            Ok(()) => {
+                std::thread::spawn(move || {
+                    let _ = std::fs::remove_dir_all(&doomed);
+                });
+            }
+            Err(e) => tracing::warn!(dir = %p.dir.display(), error = %e, "removing a moved replica failed"),
+        }
+        tracing::info!(topic = %p.topic, partition = p.index, "replica moved away; deleted");
+    }
 }
 
-fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
+/// Kafka-style placement over `nodes` (id, rack): nodes in rack-alternating order; partition
+/// `p`'s leader is the `p`-th of them (so leaders spread evenly) and its followers the next
+/// ones in that order, skipping nodes whose rack already holds a replica until every rack
+/// does (so replicas span racks when `broker.rack` is set).
+pub fn place(nodes: &[(i32, Option<String>)], first: i32, count: i32, rf: i16) -> Result<Vec<Vec<i32>>, KafkaError> {
+    let n = nodes.len();
+    if rf <= 0 {
+        return Err(KafkaError::InvalidReplicationFactor("Replication factor must be larger than 0.".into()));
+    }
+    if rf as usize > n {
+        return Err(KafkaError::InvalidReplicationFactor(format!(
+            "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {n} broker(s) are registered."
+        )));
+    }
+    let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+    for (id, rack) in nodes {
+        by_rack.entry(rack.as_deref()).or_default().push(*id);
+    }
+    for ids in by_rack.values_mut() {
+        ids.sort_unstable();
+    }
+    let mut order: Vec<(i32, Option<&str>)> = Vec::with_capacity(n);
+    for k in 0..n {
+        for (rack, ids) in &by_rack {
+            if let Some(id) = ids.get(k) {
+                order.push((*id, *rack));
+            }
+        }
+    }
+    let racks = by_rack.len();
+    Ok((first..first + count)
+        .map(|p| {
+            let start = p as usize % n;
+            let mut replicas = vec![order[start].0];
+            let mut used: BTreeSet<Option<&str>> = BTreeSet::from([order[start].1]);
+            while replicas.len() < rf as usize {
+                let candidates = (1..n).map(|k| order[(start + k) % n]).filter(|(id, _)| !replicas.contains(id));
+                let pick = candidates
+                    .clone()
+                    .find(|(_, rack)| used.len() >= racks || !used.contains(rack))
+                    .or_else(|| candidates.clone().next());
+                let Some((id, rack)) = pick else { break };
+                replicas.push(id);
+                used.insert(rack);
+                if used.len() >= racks {
+                    used.clear();
+                    used.insert(rack);
+                }
+            }
+            replicas
+        })
+        .collect())
+}
+
+fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>) -> AppHandler {
     Arc::new(move |kind, _group, body| {
-        let (metadata, groups) = (metadata.clone(), groups.clone());
+        let (metadata, groups, leaders) = (metadata.clone(), groups.clone(), leaders.clone());
         Box::pin(async move {
             match kind {
                 RPC_PROPOSE => match metadata.write_indexed(body).await {
@@ -434,6 +609,23 @@ fn app_handler(metadata: Group, groups: Groups) -> AppHandler {
                     let to = u64::from_be_bytes(body[8..].try_into().unwrap());
                     let g = groups.group(group).ok_or_else(|| format!("no group {group} here"))?;
                     g.transfer_leader(to).await.map_err(|e| e.to_string())?;
+                    Ok(Vec::new())
+                }
+                RPC_LEADERS => {
+                    record_leaders(&leaders, &body)?;
+                    Ok(Vec::new())
+                }
+                RPC_JOIN if body.len() > 8 => {
+                    if !metadata.is_leader() {
+                        return Err("not the metadata leader".into());
+                    }
+                    let node = u64::from_be_bytes(body[..8].try_into().unwrap());
+                    let addr = String::from_utf8(body[8..].to_vec()).map_err(|_| "bad address".to_string())?;
+                    if metadata.voters().contains(&node) {
+                        return Err(format!("node {node} is a voter"));
+                    }
+                    tracing::info!(node, addr = %addr, "adding a broker to the metadata group as a learner");
+                    metadata.raft.add_learner(node, BasicNode { addr }, false).await.map_err(|e| e.to_string())?;
                     Ok(Vec::new())
                 }
                 other => Err(format!("unknown application rpc {other}")),
@@ -461,35 +653,65 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
     match cmd {
         Command::RegisterBroker(info) => {
             tracing::info!(node = info.id, "broker registered");
+            if let Some(addr) = info.raft_addr.clone().filter(|_| info.id != cluster.node_id) {
+                cluster.peers.set_addr(info.id as u64, addr);
+            }
             cluster.brokers.write().insert(info.id, info);
         }
-        Command::CreateTopic { name, id, partitions, configs } => {
+        Command::CreateTopic { name, id, partitions, configs, assignment } => {
             if broker.topics.get(&name).is_some() {
                 return Ok(()); // first creation wins
             }
             let settings = TopicSettings::resolve(&configs, &broker.config);
+            let assignment = assignment_or_legacy(cluster, 0, partitions, assignment);
             let mut parts = Vec::with_capacity(partitions as usize);
-            for i in 0..partitions {
-                parts.push(cluster.open_replica(broker, &name, &id, i, settings.log.clone(), fresh).await?);
+            for (i, a) in assignment.iter().enumerate() {
+                parts.push(if a.replicas.contains(&cluster.node_id) {
+                    let log = settings.log.clone();
+                    Some(cluster.open_replica(broker, &name, &id, i as i32, log, &a.replicas, fresh).await?)
+                } else {
+                    None
+                });
             }
-            broker.topics.install(Topic { name: name.clone(), id, configs, settings, partitions: parts.clone() })?;
+            broker.topics.install(Topic {
+                name: name.clone(),
+                id,
+                configs,
+                settings,
+                partitions: parts.clone(),
+                assignment,
+            })?;
             if name == crate::groups::OFFSETS_TOPIC {
-                broker.groups.attach(parts);
+                broker.groups.attach(parts.into_iter().flatten().collect());
             }
             tracing::info!(topic = %name, partitions, "created topic");
         }
         Command::DeleteTopic { name, id } => {
             let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
-            for p in &t.partitions {
+            for p in t.hosted() {
                 cluster.close_partition(p).await;
             }
             broker.topics.delete(&name)?;
         }
-        Command::SetPartitions { name, id, partitions } => {
+        Command::SetPartitions { name, id, partitions, assignment } => {
             let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            let current = t.partitions.len() as i32;
+            if partitions <= current {
+                return Ok(());
+            }
             let mut parts = t.partitions.clone();
-            for i in parts.len() as i32..partitions {
-                parts.push(cluster.open_replica(broker, &name, &id, i, t.settings.log.clone(), fresh).await?);
+            let mut all = t.assignment.clone();
+            for (k, a) in
+                assignment_or_legacy(cluster, current, partitions - current, assignment).into_iter().enumerate()
+            {
+                let i = current + k as i32;
+                parts.push(if a.replicas.contains(&cluster.node_id) {
+                    let log = t.settings.log.clone();
+                    Some(cluster.open_replica(broker, &name, &id, i, log, &a.replicas, fresh).await?)
+                } else {
+                    None
+                });
+                all.push(a);
             }
             broker.topics.install(Topic {
                 name: t.name.clone(),
@@ -497,6 +719,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 configs: t.configs.clone(),
                 settings: t.settings.clone(),
                 partitions: parts,
+                assignment: all,
             })?;
         }
         Command::SetConfigs { name, id, configs } => {
@@ -517,7 +740,253 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 tokio::spawn(async move { delete_prefix(&p, offset).await });
             }
         }
+        Command::Reassign { name, id, partition, target } => {
+            let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            let Some(mut a) = t.assignment.get(partition as usize).cloned() else { return Ok(()) };
+            // Cancelling moves the partition back to the replicas it had.
+            a.target = Some(target.unwrap_or_else(|| a.replicas.clone()));
+            set_assignment(broker, cluster, &t, partition, a).await?;
+        }
+        Command::UnregisterBroker { id } => {
+            cluster.brokers.write().remove(&id);
+            tracing::info!(node = id, "broker unregistered");
+            if id == cluster.node_id {
+                tracing::warn!("this node was unregistered from the cluster; it can be shut down");
+            }
+            if cluster.is_metadata_leader() {
+                // It no longer needs the metadata log either; but it first has to learn that
+                // the command committed (the request may be waiting on that node).
+                let m = cluster.metadata.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    let gone = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id as u64]));
+                    if let Err(e) = m.raft.change_membership(gone, false).await {
+                        tracing::warn!(node = id, error = %e, "removing the node from the metadata group failed");
+                    }
+                });
+            }
+        }
+        Command::ReassignDone { name, id, partition, replicas } => {
+            let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
+            let Some(mut a) = t.assignment.get(partition as usize).cloned() else { return Ok(()) };
+            if a.target.as_ref() == Some(&replicas) {
+                a.target = None;
+            }
+            a.replicas = replicas;
+            set_assignment(broker, cluster, &t, partition, a).await?;
+        }
     }
+    Ok(())
+}
+
+/// The replicas of `count` new partitions from `first`, from a command (or, for commands
+/// written before replica sets existed, the legacy placement).
+fn assignment_or_legacy(cluster: &Cluster, first: i32, count: i32, given: Vec<Vec<i32>>) -> Vec<Assignment> {
+    (0..count)
+        .map(|k| {
+            let replicas = given.get(k as usize).cloned().unwrap_or_else(|| cluster.legacy_replicas(first + k));
+            Assignment { replicas, target: None }
+        })
+        .collect()
+}
+
+/// Publishes partition `index`'s new assignment, opening this node's replica if it now
+/// holds or is about to hold one, and dropping it if it no longer does.
+async fn set_assignment(
+    broker: &Broker,
+    cluster: &Cluster,
+    t: &Topic,
+    index: i32,
+    a: Assignment,
+) -> anyhow::Result<()> {
+    let me = cluster.node_id;
+    let keep = a.replicas.contains(&me) || a.target.as_ref().is_some_and(|t| t.contains(&me));
+    let mut parts = t.partitions.clone();
+    let slot = &mut parts[index as usize];
+    let mut dropped = None;
+    match (slot.is_some(), keep) {
+        // A new replica waits to be replicated to: the partition's leader adds it.
+        (false, true) => {
+            let log = t.settings.log.clone();
+            *slot = Some(cluster.open_replica(broker, &t.name, &t.id, index, log, &[], false).await?);
+        }
+        (true, false) => dropped = slot.take(),
+        _ => {}
+    }
+    let mut assignment = t.assignment.clone();
+    assignment[index as usize] = a;
+    broker.topics.install(Topic {
+        name: t.name.clone(),
+        id: t.id,
+        configs: t.configs.clone(),
+        settings: t.settings.clone(),
+        partitions: parts,
+        assignment,
+    })?;
+    if let Some(p) = dropped {
+        cluster.drop_replica(&p).await;
+    }
+    Ok(())
+}
+
+/// A node outside `controller.quorum.voters`: until the metadata log reaches it, asks the
+/// voters (the leader answers) to add it as a learner of the metadata group.
+async fn join_as_learner(metadata: Group, peers: Arc<Peers>, voters: Vec<u64>, my_addr: String) {
+    let mut body = (metadata.node_id).to_be_bytes().to_vec();
+    body.extend_from_slice(my_addr.as_bytes());
+    loop {
+        if metadata.raft.is_initialized().await.unwrap_or(false) {
+            tracing::info!("receiving the metadata log");
+            return;
+        }
+        let mut joined = false;
+        for v in &voters {
+            if peers.call(*v, RPC_JOIN, METADATA_GROUP, &body, Duration::from_secs(5)).await.is_ok() {
+                joined = true;
+                break;
+            }
+        }
+        if !joined {
+            tracing::info!("joining the cluster: no metadata leader answered yet; retrying");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Stores a peer's announcement of the groups it leads (see [`announce_leaders`]).
+fn record_leaders(dir: &RwLock<HashMap<u64, (i32, u64)>>, body: &[u8]) -> Result<(), String> {
+    if body.len() < 8 || !(body.len() - 8).is_multiple_of(16) {
+        return Err("malformed leader announcement".into());
+    }
+    let node = u64::from_be_bytes(body[..8].try_into().unwrap()) as i32;
+    let led: HashMap<u64, u64> = body[8..]
+        .chunks_exact(16)
+        .map(|c| (u64::from_be_bytes(c[..8].try_into().unwrap()), u64::from_be_bytes(c[8..].try_into().unwrap())))
+        .collect();
+    let mut dir = dir.write();
+    // The announcement is complete: groups `node` no longer leads are forgotten.
+    dir.retain(|g, (l, _)| *l != node || led.contains_key(g));
+    for (g, term) in led {
+        if dir.get(&g).is_none_or(|(_, t)| *t <= term) {
+            dir.insert(g, (node, term));
+        }
+    }
+    Ok(())
+}
+
+/// Tells every other node which partition groups this node leads, whenever that changes and
+/// every few seconds, so that nodes without a replica of a partition can name its leader in
+/// Metadata and send clients there.
+async fn announce_leaders(cluster: Arc<Cluster>) {
+    let mut last: Vec<(u64, u64)> = Vec::new();
+    let mut last_peers: Vec<i32> = Vec::new();
+    let mut sent = tokio::time::Instant::now() - ANNOUNCE_REFRESH;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut led: Vec<(u64, u64)> = cluster
+            .groups
+            .groups()
+            .iter()
+            .filter(|g| g.id != METADATA_GROUP && g.is_leader())
+            .map(|g| (g.id, g.term()))
+            .collect();
+        led.sort_unstable();
+        let peers: Vec<i32> = cluster.nodes().into_iter().map(|n| n.0).filter(|n| *n != cluster.node_id).collect();
+        // A node that just joined hears at once, not at the next refresh.
+        if led == last && peers == last_peers && sent.elapsed() < ANNOUNCE_REFRESH {
+            continue;
+        }
+        let mut body = Vec::with_capacity(8 + 16 * led.len());
+        body.extend_from_slice(&(cluster.node_id as u64).to_be_bytes());
+        for (g, term) in &led {
+            body.extend_from_slice(&g.to_be_bytes());
+            body.extend_from_slice(&term.to_be_bytes());
+        }
+        let body = Bytes::from(body);
+        for peer in peers.iter().copied() {
+            let (c, b) = (cluster.clone(), body.clone());
+            tokio::spawn(async move {
+                let _ = c.peers.call(peer as u64, RPC_LEADERS, METADATA_GROUP, &b, Duration::from_secs(2)).await;
+            });
+        }
+        last = led;
+        last_peers = peers;
+        sent = tokio::time::Instant::now();
+    }
+}
+
+/// Every second: each partition with a reassignment pending whose Raft group this node leads
+/// is carried out here (a leader that changes hands mid-way leaves it to the next leader).
+async fn reassign_loop(broker: Arc<Broker>) {
+    let cluster = broker.cluster.clone().expect("cluster mode");
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for t in broker.topics.list() {
+            for (i, a) in t.assignment.iter().enumerate() {
+                let Some(target) = a.target.clone() else { continue };
+                let Some(Some(p)) = t.partitions.get(i) else { continue };
+                let Some(g) = p.replica.clone() else { continue };
+                if !g.is_leader() || !cluster.reassigning.lock().insert(g.id) {
+                    continue;
+                }
+                let (c, name, id) = (cluster.clone(), t.name.clone(), t.id);
+                tokio::spawn(async move {
+                    if let Err(e) = drive_reassignment(&c, &g, &name, id, i as i32, &target).await {
+                        tracing::warn!(topic = %name, partition = i, error = %e, "reassignment step failed; retrying");
+                    }
+                    c.reassigning.lock().remove(&g.id);
+                });
+            }
+        }
+    }
+}
+
+/// On the partition's leader: makes `target` the voters of the group, then records it.
+async fn drive_reassignment(
+    cluster: &Cluster,
+    g: &Group,
+    topic: &str,
+    id: Uuid,
+    partition: i32,
+    target: &[i32],
+) -> Result<(), String> {
+    g.wake().await;
+    let want: BTreeSet<u64> = target.iter().map(|r| *r as u64).collect();
+    let voters = g.voters();
+    if voters != want {
+        let members = g.raft.metrics().borrow_watched().membership_config.membership().clone();
+        for node in target {
+            let n = *node as u64;
+            if !voters.contains(&n) && (members.get_node(&n).is_none() || !g.caught_up(n)) {
+                let addr = cluster.raft_addr(*node).ok_or_else(|| format!("no address for node {node}"))?;
+                tracing::info!(topic, partition, node, "adding a replica; catching it up");
+                // Returns once the new replica has caught up with the leader's log.
+                tokio::time::timeout(Duration::from_secs(600), g.raft.add_learner(n, BasicNode { addr }, true))
+                    .await
+                    .map_err(|_| format!("node {node} did not catch up in time"))?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let me = cluster.node_id as u64;
+        if !want.contains(&me) {
+            // The leader is leaving: it first makes the target voters beside itself, then hands
+            // leadership to the target's first replica, which finishes the move. Leaving at
+            // once would leave the group without a leader for an election timeout.
+            let mut interim = want.clone();
+            interim.insert(me);
+            if voters != interim {
+                g.raft.change_membership(interim, false).await.map_err(|e| e.to_string())?;
+            }
+            let to = target[0] as u64;
+            tracing::info!(topic, partition, to, "leaving the replica set; handing leadership over");
+            return g.transfer_leader(to).await.map_err(|e| e.to_string());
+        }
+        tracing::info!(topic, partition, replicas = ?target, "changing the replica set");
+        g.raft.change_membership(want, false).await.map_err(|e| e.to_string())?;
+    }
+    let cmd = Command::ReassignDone { name: topic.to_string(), id, partition, replicas: target.to_vec() };
+    cluster.propose_and_wait(&cmd).await.map_err(|e| e.to_string())?;
+    tracing::info!(topic, partition, replicas = ?target, "reassignment done");
     Ok(())
 }
 
@@ -544,6 +1013,9 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
             id: Uuid::new_v4(),
             partitions: broker.groups.config().partitions,
             configs,
+            // On every voter (`Cluster::legacy_replicas`): the group coordinators move with
+            // its leaders.
+            assignment: Vec::new(),
         };
         if let Err(e) = cluster.propose_and_wait(&cmd).await {
             tracing::warn!(error = %e, "creating {} failed; retrying", crate::groups::OFFSETS_TOPIC);
@@ -565,9 +1037,9 @@ async fn rebalance_leaders(broker: Arc<Broker>) {
     loop {
         tokio::time::sleep(Duration::from_secs(secs)).await;
         for t in broker.topics.list() {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 let Some(g) = &p.replica else { continue };
-                let preferred = cluster.replicas(p.index)[0];
+                let Some(&preferred) = t.assignment_of(p.index).replicas.first() else { continue };
                 if g.is_leader() && preferred != cluster.node_id && g.caught_up(preferred as u64) {
                     tracing::info!(topic = %p.topic, partition = p.index, to = preferred, "handing leadership back to the preferred replica");
                     let _ = g.transfer_leader(preferred as u64).await;
@@ -613,4 +1085,82 @@ pub async fn delete_prefix(p: &Partition, offset: i64) -> Result<i64, KafkaError
 /// Node ids as Kafka shows them.
 pub fn node_ids(set: &BTreeSet<u64>) -> Vec<i32> {
     set.iter().map(|n| *n as i32).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_by<T: Ord + Clone>(items: impl Iterator<Item = T>) -> BTreeMap<T, usize> {
+        let mut m = BTreeMap::new();
+        for i in items {
+            *m.entry(i).or_insert(0) += 1;
+        }
+        m
+    }
+
+    #[test]
+    fn placement_spreads_leaders_and_replicas() {
+        let nodes: Vec<(i32, Option<String>)> = (1..=4).map(|i| (i, None)).collect();
+        let placed = place(&nodes, 0, 8, 3).unwrap();
+        for r in &placed {
+            assert_eq!(r.len(), 3);
+            assert_eq!(r.iter().collect::<BTreeSet<_>>().len(), 3, "no node twice: {r:?}");
+        }
+        assert!(count_by(placed.iter().map(|r| r[0])).values().all(|n| *n == 2), "{placed:?}");
+        assert!(count_by(placed.iter().flatten().copied()).values().all(|n| *n == 6), "{placed:?}");
+        // New partitions continue the rotation.
+        assert_eq!(place(&nodes, 8, 1, 3).unwrap()[0], placed[0]);
+    }
+
+    #[test]
+    fn placement_spans_racks() {
+        let rack = |r: &str| Some(r.to_string());
+        let nodes =
+            vec![(1, rack("a")), (2, rack("a")), (3, rack("b")), (4, rack("b")), (5, rack("c")), (6, rack("c"))];
+        let racks: BTreeMap<i32, Option<String>> = nodes.iter().cloned().collect();
+        for rf in [2, 3] {
+            for r in place(&nodes, 0, 12, rf).unwrap() {
+                let used: BTreeSet<_> = r.iter().map(|n| racks[n].clone()).collect();
+                assert_eq!(used.len(), rf as usize, "replicas {r:?} share a rack");
+            }
+        }
+        // More replicas than racks: every rack is used before any is used twice.
+        for r in place(&nodes, 0, 6, 4).unwrap() {
+            assert_eq!(r.iter().map(|n| racks[n].clone()).collect::<BTreeSet<_>>().len(), 3, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn placement_refuses_impossible_factors() {
+        let nodes: Vec<(i32, Option<String>)> = (1..=3).map(|i| (i, None)).collect();
+        assert!(matches!(place(&nodes, 0, 1, 4), Err(KafkaError::InvalidReplicationFactor(_))));
+        assert!(matches!(place(&nodes, 0, 1, 0), Err(KafkaError::InvalidReplicationFactor(_))));
+    }
+
+    #[test]
+    fn leader_announcements_replace_what_a_node_said_before() {
+        let dir = RwLock::new(HashMap::new());
+        let msg = |node: u64, led: &[(u64, u64)]| {
+            let mut b = node.to_be_bytes().to_vec();
+            for (g, t) in led {
+                b.extend_from_slice(&g.to_be_bytes());
+                b.extend_from_slice(&t.to_be_bytes());
+            }
+            b
+        };
+        record_leaders(&dir, &msg(1, &[(10, 3), (11, 1)])).unwrap();
+        record_leaders(&dir, &msg(2, &[(12, 2)])).unwrap();
+        // Node 2 won group 10 in a later term; node 1 has not yet said it lost it.
+        record_leaders(&dir, &msg(2, &[(10, 4), (12, 2)])).unwrap();
+        assert_eq!(dir.read().get(&10), Some(&(2, 4)));
+        // A stale claim (older term) does not win back the group.
+        record_leaders(&dir, &msg(1, &[(10, 3), (11, 1)])).unwrap();
+        assert_eq!(dir.read().get(&10), Some(&(2, 4)));
+        // Node 1 no longer leads group 11.
+        record_leaders(&dir, &msg(1, &[])).unwrap();
+        assert_eq!(dir.read().get(&11), None);
+        assert_eq!(dir.read().get(&12), Some(&(2, 2)));
+        assert!(record_leaders(&dir, &[1, 2, 3]).is_err());
+    }
 }

@@ -139,6 +139,8 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("rill.raft.heartbeat.interval.ms", "500"),
     ("rill.raft.election.timeout.ms", "2000"),
     ("rill.raft.quiesce.enable", "true"),
+    // A node that is not one of `controller.quorum.voters`: where it listens for Raft traffic.
+    ("rill.raft.address", ""),
     ("offsets.retention.minutes", "10080"),
     ("offsets.retention.check.interval.ms", "600000"),
 ];
@@ -227,11 +229,15 @@ impl BrokerConfig {
             }
             quorum_voters.insert(id, addr.trim().to_string());
         }
-        if !quorum_voters.is_empty() && !quorum_voters.contains_key(&node_id) {
+        // A node outside the voters joins as a broker: it needs its own Raft address.
+        if !quorum_voters.is_empty() && !quorum_voters.contains_key(&node_id) && !get("rill.raft.address").contains(':')
+        {
             return Err(ConfigError::Invalid {
                 key: "controller.quorum.voters".into(),
                 value: voters_raw,
-                message: format!("node.id {node_id} is not one of the voters"),
+                message: format!(
+                    "node.id {node_id} is not one of the voters; to join the cluster as a broker, set rill.raft.address=host:port"
+                ),
             });
         }
         Ok(BrokerConfig {
@@ -264,6 +270,20 @@ impl BrokerConfig {
             rack: Some(get("broker.rack")).filter(|s| !s.is_empty()),
             raw,
         })
+    }
+
+    /// Where this node listens for Raft traffic: its voter entry, or `rill.raft.address` for a
+    /// node that joins as a broker only.
+    pub fn raft_address(&self) -> Option<String> {
+        self.quorum_voters
+            .get(&self.node_id)
+            .cloned()
+            .or_else(|| self.value("rill.raft.address").filter(|a| a.contains(':')))
+    }
+
+    /// Whether this node votes in the metadata quorum.
+    pub fn is_voter(&self) -> bool {
+        self.quorum_voters.contains_key(&self.node_id)
     }
 
     /// `replica.lag.time.max.ms`: a follower silent for longer leaves the ISR.

@@ -56,6 +56,8 @@ pub enum KafkaError {
     LeaderNotAvailable,
     #[error("The metadata quorum is not available: {0}")]
     NotController(String),
+    #[error("No partition reassignment is in progress.")]
+    NoReassignmentInProgress,
 }
 
 impl From<StorageError> for KafkaError {
@@ -105,6 +107,7 @@ impl KafkaError {
             RequestTimedOut => ResponseError::RequestTimedOut,
             PolicyViolation(_) => ResponseError::PolicyViolation,
             UnsupportedForMessageFormat(_) => ResponseError::UnsupportedForMessageFormat,
+            NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
         }
     }
 

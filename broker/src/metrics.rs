@@ -643,7 +643,7 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     for (name, help, read) in families {
         w.family(name, "counter", help);
         for t in &topics {
-            let v: u64 = t.partitions.iter().map(|p| read(&p.stats)).sum();
+            let v: u64 = t.hosted().map(|p| read(&p.stats)).sum();
             w.sample(name, &[("topic", &t.name)], v as f64);
         }
     }
@@ -659,7 +659,7 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     for (name, help, read) in logs {
         w.family(name, "gauge", help);
         for t in &topics {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 let idx = p.index.to_string();
                 w.sample(name, &[("topic", &t.name), ("partition", &idx)], read(p));
             }
@@ -670,7 +670,7 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     // On a single node every partition is led here with no followers; in a cluster the Raft
     // groups tell (ISR = voters that keep up with the leader, see Group::in_sync).
     let (mut leaders, mut under, mut offline) = (0usize, 0usize, 0usize);
-    for p in topics.iter().flat_map(|t| t.partitions.iter()) {
+    for p in topics.iter().flat_map(|t| t.hosted()) {
         match &p.replica {
             None => leaders += 1,
             Some(g) => match g.leader() {
@@ -700,7 +700,7 @@ fn render_broker(w: &mut PromWriter<'_>, broker: &Broker) {
     // Raft: the term of each replicated partition (its leader epoch); it grows with every election.
     w.family("rill_raft_term", "gauge", "Raft term (Kafka leader epoch) of a replicated partition");
     for t in &topics {
-        for p in &t.partitions {
+        for p in t.hosted() {
             if let Some(g) = &p.replica {
                 let idx = p.index.to_string();
                 w.sample("rill_raft_term", &[("topic", &t.name), ("partition", &idx)], g.term() as f64);

@@ -51,7 +51,11 @@ pub static TOPIC_KEYS: &[TopicKey] = &[
     key("file.delete.delay.ms", Long, &[], "60000"),
     key("flush.messages", Long, &[("log.flush.interval.messages", 1)], "1"),
     key("flush.ms", Long, &[("log.flush.interval.ms", 1)], "9223372036854775807"),
+    // Replication throttles, set and cleared by `kafka-reassign-partitions`; Rill stores them
+    // but does not throttle replication.
+    key("follower.replication.throttled.replicas", List, &[], ""),
     key("index.interval.bytes", Int, &[("log.index.interval.bytes", 1)], "4096"),
+    key("leader.replication.throttled.replicas", List, &[], ""),
     key("max.compaction.lag.ms", Long, &[], "9223372036854775807"),
     key("max.message.bytes", Int, &[("message.max.bytes", 1)], "1048588"),
     key("message.timestamp.after.max.ms", Long, &[], "3600000"),

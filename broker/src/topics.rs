@@ -98,7 +98,44 @@ pub struct Topic {
     pub id: Uuid,
     pub configs: BTreeMap<String, String>,
     pub settings: TopicSettings,
-    pub partitions: Vec<Arc<Partition>>,
+    /// By partition index; `None` where this node holds no replica (cluster mode).
+    pub partitions: Vec<Option<Arc<Partition>>>,
+    /// Cluster mode: each partition's replica set, by partition index. Empty on a single node.
+    pub assignment: Vec<Assignment>,
+}
+
+/// Cluster mode: who holds a partition, and while it is being reassigned, who will.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The replicas; the first is the preferred leader.
+    pub replicas: Vec<i32>,
+    /// The replicas an ongoing reassignment moves the partition to.
+    pub target: Option<Vec<i32>>,
+}
+
+impl Assignment {
+    /// Every node that holds or is about to hold the partition, in Kafka's order during a
+    /// reassignment: the target replicas first, then the ones being removed.
+    pub fn all_replicas(&self) -> Vec<i32> {
+        let mut all = self.target.clone().unwrap_or_default();
+        for r in &self.replicas {
+            if !all.contains(r) {
+                all.push(*r);
+            }
+        }
+        all
+    }
+
+    pub fn adding(&self) -> Vec<i32> {
+        self.target.iter().flatten().filter(|r| !self.replicas.contains(r)).copied().collect()
+    }
+
+    pub fn removing(&self) -> Vec<i32> {
+        match &self.target {
+            Some(t) => self.replicas.iter().filter(|r| !t.contains(r)).copied().collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -200,7 +237,7 @@ impl Topics {
         // In a cluster the topics come from the metadata log; the file only mirrors them.
         let local_topics = if topics.config.is_cluster() { &[][..] } else { &catalogue.topics[..] };
         for rec in local_topics {
-            let topic = Arc::new(topics.build_topic(rec, &[])?);
+            let topic = Arc::new(topics.build_topic(rec, &[], Vec::new())?);
             index.by_id.insert(topic.id, topic.clone());
             index.by_name.insert(topic.name.clone(), topic);
         }
@@ -251,17 +288,24 @@ impl Topics {
     }
 
     /// Builds a topic, reusing already-open partitions (so their logs stay open).
-    fn build_topic(&self, rec: &TopicRecord, existing: &[Arc<Partition>]) -> anyhow::Result<Topic> {
+    fn build_topic(
+        &self,
+        rec: &TopicRecord,
+        existing: &[Option<Arc<Partition>>],
+        assignment: Vec<Assignment>,
+    ) -> anyhow::Result<Topic> {
         let settings = TopicSettings::resolve(&rec.configs, &self.config);
         let mut partitions = Vec::with_capacity(rec.partitions as usize);
         for p in existing.iter().take(rec.partitions.max(0) as usize) {
-            p.log.update_config(settings.log.clone());
+            if let Some(p) = p {
+                p.log.update_config(settings.log.clone());
+            }
             partitions.push(p.clone());
         }
         let new: Vec<(i32, PathBuf)> =
             (partitions.len() as i32..rec.partitions).map(|i| (i, self.partition_dir(&rec.name, i))).collect();
         for ((i, dir), log) in new.iter().cloned().zip(open_logs(&new, &settings.log)?) {
-            partitions.push(Arc::new(Partition {
+            partitions.push(Some(Arc::new(Partition {
                 topic: rec.name.clone(),
                 index: i,
                 dir,
@@ -272,9 +316,9 @@ impl Topics {
                 producers_term: std::sync::atomic::AtomicU64::new(0),
                 stats: Default::default(),
                 delete_floor: std::sync::atomic::AtomicI64::new(-1),
-            }));
+            })));
         }
-        Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions })
+        Ok(Topic { name: rec.name.clone(), id: rec.id, configs: rec.configs.clone(), settings, partitions, assignment })
     }
 
     fn persist(&self, index: &Index, next_producer_id_block: i64) -> Result<(), KafkaError> {
@@ -315,7 +359,8 @@ impl Topics {
             return Err(KafkaError::InvalidTopic(format!("Topic '{name}' collides with existing topic: {other}")));
         }
         let rec = TopicRecord { name: name.to_string(), id: Uuid::new_v4(), partitions, configs };
-        let topic = Arc::new(self.build_topic(&rec, &[]).map_err(|e| KafkaError::InvalidRequest(e.to_string()))?);
+        let topic =
+            Arc::new(self.build_topic(&rec, &[], Vec::new()).map_err(|e| KafkaError::InvalidRequest(e.to_string()))?);
         let mut next = clone_index(&self.index.read());
         next.by_id.insert(topic.id, topic.clone());
         next.by_name.insert(name.to_string(), topic.clone());
@@ -334,7 +379,7 @@ impl Topics {
         next.by_id.remove(&topic.id);
         self.persist(&next, self.producer_block())?;
         *self.index.write() = next;
-        for p in &topic.partitions {
+        for p in topic.hosted() {
             let _ = p.log.close();
             // Rename first so a crash mid-removal cannot resurrect a half-deleted partition.
             let doomed = p.dir.with_file_name(format!("{}-{}.{}-delete", p.topic, p.index, topic.id.simple()));
@@ -374,8 +419,10 @@ impl Topics {
     }
 
     fn replace(&self, rec: TopicRecord, old: &Topic) -> Result<(), KafkaError> {
-        let topic =
-            Arc::new(self.build_topic(&rec, &old.partitions).map_err(|e| KafkaError::InvalidRequest(e.to_string()))?);
+        let topic = self
+            .build_topic(&rec, &old.partitions, old.assignment.clone())
+            .map_err(|e| KafkaError::InvalidRequest(e.to_string()))?;
+        let topic = Arc::new(topic);
         let mut next = clone_index(&self.index.read());
         next.by_id.insert(topic.id, topic.clone());
         next.by_name.insert(topic.name.clone(), topic);
@@ -423,7 +470,7 @@ impl Topics {
     /// Flushes and closes every log (clean shutdown).
     pub fn close_all(&self) {
         for t in self.list() {
-            for p in &t.partitions {
+            for p in t.hosted() {
                 if let Err(e) = p.log.close() {
                     tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
                 }
@@ -437,12 +484,28 @@ fn clone_index(i: &Index) -> Index {
 }
 
 impl Topic {
+    /// This node's replica of partition `index`. A partition held only by other nodes answers
+    /// NOT_LEADER_OR_FOLLOWER, as a Kafka broker that is not one of its replicas does.
     pub fn partition(&self, index: i32) -> Result<Arc<Partition>, KafkaError> {
-        usize::try_from(index)
-            .ok()
-            .and_then(|i| self.partitions.get(i))
-            .cloned()
-            .ok_or(KafkaError::UnknownTopicOrPartition)
+        match usize::try_from(index).ok().and_then(|i| self.partitions.get(i)) {
+            Some(Some(p)) => Ok(p.clone()),
+            Some(None) => Err(KafkaError::NotLeaderOrFollower),
+            None => Err(KafkaError::UnknownTopicOrPartition),
+        }
+    }
+
+    /// The partitions this node holds a replica of.
+    pub fn hosted(&self) -> impl Iterator<Item = &Arc<Partition>> {
+        self.partitions.iter().flatten()
+    }
+
+    pub fn has_partition(&self, index: i32) -> bool {
+        index >= 0 && (index as usize) < self.partitions.len()
+    }
+
+    /// Cluster mode: partition `index`'s replicas and reassignment (default on a single node).
+    pub fn assignment_of(&self, index: i32) -> Assignment {
+        usize::try_from(index).ok().and_then(|i| self.assignment.get(i)).cloned().unwrap_or_default()
     }
 }
 

@@ -73,9 +73,9 @@ def test_metadata_placement_and_replicated_produce(cluster):
     # Preferred leaders rotate, so three partitions get three different leaders.
     assert len({p.leader for p in parts.values()}) == 3
     # A replication factor the cluster cannot honour is refused with Kafka's error.
-    fs = cluster.admin().create_topics([NewTopic("rf1", num_partitions=1, replication_factor=1)])
+    fs = cluster.admin().create_topics([NewTopic("rf4", num_partitions=1, replication_factor=4)])
     with pytest.raises(Exception) as e:
-        fs["rf1"].result(timeout=30)
+        fs["rf4"].result(timeout=30)
     assert "INVALID_REPLICATION_FACTOR" in str(e.value)
 
     p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
@@ -593,6 +593,245 @@ def test_retention_and_delete_records_on_every_replica():
         check_reads(target, 3200)
         assert watermarks()[0] == target, "nothing else trimmed (retention keeps 16 KB, 100 records are less)"
     except Exception:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+
+
+def metadata_via(node, topic):
+    """Partition -> (leader, replicas) as one node alone answers Metadata."""
+    from confluent_kafka.admin import AdminClient
+    md = AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(topic=topic, timeout=10)
+    return {i: (p.leader, list(p.replicas)) for i, p in md.topics[topic].partitions.items()}
+
+
+def test_replication_factor_below_cluster_size_and_reassignment(java_cp, tmp_path):
+    """Topics with fewer replicas than nodes: placement spreads leaders and replicas, every
+    node names the right leader (also for partitions it holds no replica of), and
+    `kafka-reassign-partitions` moves a partition, its leader included, to another node,
+    which ends up with the same records while the node that left deletes its copy."""
+    import json
+    import os
+    import subprocess
+
+    def tool(main, *args):
+        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r.stdout
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"}).start()
+    try:
+        fs = c.admin().create_topics([NewTopic("rf2", num_partitions=3, replication_factor=2),
+                                      NewTopic("rf1", num_partitions=3, replication_factor=1)],
+                                     operation_timeout=30)
+        for f in fs.values():
+            f.result(timeout=30)
+        for t in ("rf2", "rf1"):
+            for p in range(3):
+                c.leader(t, p)
+        placed = metadata_via(c.nodes[1], "rf2")
+        assert all(len(set(r)) == 2 for _, r in placed.values()), placed
+        assert sorted(r[0] for _, r in placed.values()) == [1, 2, 3], "preferred leaders spread"
+        assert sorted(sum((r for _, r in placed.values()), [])) == [1, 1, 2, 2, 3, 3], "replicas spread"
+        # Every node, whether or not it holds a replica, names the same leaders.
+        deadline = time.monotonic() + 20
+        views = []
+        while time.monotonic() < deadline:
+            views = [metadata_via(n, "rf2") for n in c.nodes.values()]
+            if all(v == views[0] for v in views) and all(lead > 0 for lead, _ in views[0].values()):
+                break
+            time.sleep(0.3)
+        assert all(v == views[0] for v in views), views
+        # Only the replicas have the data on disk.
+        for i, (_, replicas) in placed.items():
+            for n, b in c.nodes.items():
+                assert os.path.isdir(os.path.join(b.data_dir, f"rf2-{i}")) == (n in replicas)
+
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(600):
+            p.produce("rf2", value=f"a{i}".encode(), partition=i % 3)
+            p.produce("rf1", value=f"b{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+
+        # Move partition 0 off its leader, onto the node that had no replica.
+        leader, replicas = placed[0]
+        leader = c.leader("rf2", 0)
+        newcomer = next(n for n in c.nodes if n not in replicas)
+        stays = next(n for n in replicas if n != leader)
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": "rf2", "partition": 0, "replicas": [newcomer, stays]}]}))
+        bs = ["--bootstrap-server", c.bootstrap]
+        out = tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *bs,
+                   "--reassignment-json-file", plan, "--execute")
+        assert "Successfully started partition reassignment" in out, out
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            out = tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *bs,
+                       "--reassignment-json-file", plan, "--verify")
+            if "Reassignment of partition rf2-0 is completed" in out:
+                break
+            time.sleep(1)
+        assert "Reassignment of partition rf2-0 is completed" in out, out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and metadata_via(c.nodes[newcomer], "rf2")[0][1] != [newcomer, stays]:
+            time.sleep(0.3)
+        assert metadata_via(c.nodes[newcomer], "rf2")[0][1] == [newcomer, stays]
+        assert c.leader("rf2", 0, exclude=(leader,)) in (newcomer, stays)
+        gone = os.path.join(c.nodes[leader].data_dir, "rf2-0")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and os.path.isdir(gone):
+            time.sleep(0.3)
+        assert not os.path.isdir(gone), "the node that left still has the partition"
+
+        # The moved partition takes writes, and reads back whole and in order; so do the rest.
+        for i in range(600, 900):
+            p.produce("rf2", value=f"a{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+        got = read_all(c.bootstrap, "rf2", 3, 900)
+        for part in range(3):
+            assert [o for o, _ in got[part]] == list(range(300)), "offsets are dense"
+            assert [v for _, v in got[part]] == [f"a{i}" for i in range(part, 900, 3)]
+        got = read_all(c.bootstrap, "rf1", 3, 600)
+        for part in range(3):
+            assert [v for _, v in got[part]] == [f"b{i}" for i in range(part, 600, 3)]
+        # Both replicas hold the same log: the one that stayed can lose the other.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (segment_bytes(c.nodes[newcomer], "rf2", 0)
+                                               != segment_bytes(c.nodes[stays], "rf2", 0)):
+            time.sleep(0.3)
+        assert segment_bytes(c.nodes[newcomer], "rf2", 0) == segment_bytes(c.nodes[stays], "rf2", 0) > 0
+
+        # Nothing is listed once done, so there is nothing to cancel.
+        out = tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *bs, "--list")
+        assert "No partition reassignments found" in out, out
+        out = tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *bs,
+                   "--reassignment-json-file", plan, "--cancel")
+        assert "None of the specified partition reassignments are active" in out, out
+        # A replica set naming an unknown broker is refused.
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": "rf2", "partition": 1, "replicas": [1, 9]}]}))
+        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                            "-cp", java_cp, "org.apache.kafka.tools.reassign.ReassignPartitionsCommand", *bs,
+                            "--reassignment-json-file", str(plan), "--execute"],
+                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert r.returncode != 0, r.stdout
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+
+
+def test_node_added_then_decommissioned(java_cp, tmp_path):
+    """A fourth node joins a running 3-node cluster (outside the voters), learns the metadata,
+    takes a partition through `kafka-reassign-partitions`, serves clients that bootstrap from
+    it alone, survives a kill -9, and once its partition is moved back leaves with
+    `kafka-cluster unregister` (refused while it still holds a replica)."""
+    import json
+    import os
+    import subprocess
+
+    def tool(main, *args, ok=True):
+        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        if ok:
+            assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r.stdout + r.stderr
+
+    reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+    def move(plan_replicas):
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"version": 1, "partitions": [
+            {"topic": "grow", "partition": 0, "replicas": plan_replicas}]}))
+        bs = ["--bootstrap-server", c.bootstrap]
+        assert "Successfully started" in tool(reassign, *bs, "--reassignment-json-file", plan, "--execute")
+        deadline = time.monotonic() + 90
+        out = ""
+        while time.monotonic() < deadline:
+            out = tool(reassign, *bs, "--reassignment-json-file", plan, "--verify")
+            if "Reassignment of partition grow-0 is completed" in out:
+                return
+            time.sleep(1)
+        raise AssertionError(out)
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "grow", 3)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(300):
+            p.produce("grow", value=f"g{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+
+        four = c.add_node(4)
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 3, 4]
+        # The new node knows the topics and names the same leaders as the others.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and metadata_via(four, "grow") != metadata_via(c.nodes[1], "grow"):
+            time.sleep(0.3)
+        assert metadata_via(four, "grow") == metadata_via(c.nodes[1], "grow")
+
+        move([4, 1, 2])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and segment_bytes(four, "grow", 0) != segment_bytes(c.nodes[1], "grow", 0):
+            time.sleep(0.3)
+        assert segment_bytes(four, "grow", 0) == segment_bytes(c.nodes[1], "grow", 0) > 0
+        assert not os.path.isdir(os.path.join(c.nodes[3].data_dir, "grow-0"))
+
+        # Clients that know only the new node: produce, and a group that commits.
+        p4 = Producer({"bootstrap.servers": four.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(300, 600):
+            p4.produce("grow", value=f"g{i}".encode(), partition=i % 3)
+        assert p4.flush(30) == 0
+        cons = Consumer({"bootstrap.servers": four.bootstrap, "group.id": "via-four", "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+        cons.subscribe(["grow"])
+        seen = 0
+        deadline = time.monotonic() + 60
+        while seen < 600 and time.monotonic() < deadline:
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                seen += 1
+        assert seen == 600
+        cons.commit(asynchronous=False)
+        committed = cons.committed([TopicPartition("grow", i) for i in range(3)], timeout=10)
+        assert sum(tp.offset for tp in committed) == 600
+        cons.close()
+
+        # kill -9 of the new node: it comes back from its own disk (no second join).
+        c.kill9(4)
+        for i in range(600, 690):
+            p.produce("grow", value=f"g{i}".encode(), partition=i % 3)
+        assert p.flush(30) == 0
+        c.restart(4)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and segment_bytes(four, "grow", 0) != segment_bytes(c.nodes[1], "grow", 0):
+            time.sleep(0.3)
+        assert segment_bytes(four, "grow", 0) == segment_bytes(c.nodes[1], "grow", 0)
+
+        bs = ["--bootstrap-server", c.bootstrap]
+        out = tool("org.apache.kafka.tools.ClusterTool", "unregister", *bs, "--id", 4, ok=False)
+        assert "still holds replicas" in out, out
+        move([1, 2, 3])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and os.path.isdir(os.path.join(four.data_dir, "grow-0")):
+            time.sleep(0.3)
+        assert not os.path.isdir(os.path.join(four.data_dir, "grow-0"))
+        out = tool("org.apache.kafka.tools.ClusterTool", "unregister", *bs, "--id", 4)
+        assert "Broker 4 is no longer registered." in out, out
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 3]
+        out = tool("org.apache.kafka.tools.ClusterTool", "unregister", *bs, "--id", 4, ok=False)
+        assert "BrokerIdNotRegistered" in out or "not registered" in out, out
+        got = read_all(c.bootstrap, "grow", 3, 690)
+        for part in range(3):
+            assert [v for _, v in got[part]] == [f"g{i}" for i in range(part, 690, 3)]
+    except BaseException:
         print(c.logs())
         raise
     finally:

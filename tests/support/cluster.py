@@ -16,6 +16,8 @@ class RillCluster:
     def __init__(self, n=3, extra=None):
         raft_ports = [free_port() for _ in range(n)]
         voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(raft_ports))
+        self.voters = voters
+        self.extra = dict(extra or {})
         self.nodes = {}
         for i in range(n):
             node_id = i + 1
@@ -78,6 +80,16 @@ class RillCluster:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"no leader for {topic}-{partition}")
+
+    def add_node(self, node_id, timeout=90):
+        """Starts a node outside the voters; it joins the cluster as a broker."""
+        cfg = {"node.id": str(node_id), "controller.quorum.voters": self.voters,
+               "rill.raft.address": f"127.0.0.1:{free_port()}", **FAST_RAFT, **self.extra}
+        b = Broker("rill", free_port(), tempfile.mkdtemp(prefix=f"rill-node{node_id}-"), True, cfg)
+        self.nodes[node_id] = b
+        b._launch(timeout)
+        self.wait_ready(timeout)
+        return b
 
     def kill9(self, node_id):
         self.nodes[node_id].kill9()

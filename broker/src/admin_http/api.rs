@@ -74,7 +74,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn sum(t: &Topic, f: impl Fn(&Partition) -> u64) -> u64 {
-    t.partitions.iter().map(|p| f(p)).sum()
+    t.hosted().map(|p| f(p)).sum()
 }
 
 fn cluster(broker: &Broker, ready: bool) -> Value {
@@ -147,7 +147,7 @@ fn topic_summary(t: &Topic) -> Value {
 fn topic_detail(t: &Topic, leader: i32) -> Value {
     let mut v = topic_summary(t);
     v["configs"] = json!(t.configs);
-    v["partition_details"] = Value::Array(t.partitions.iter().map(|p| partition_json(p, leader)).collect());
+    v["partition_details"] = Value::Array(t.hosted().map(|p| partition_json(p, leader)).collect());
     v
 }
 

@@ -184,7 +184,7 @@ impl GroupCoordinator {
         };
         let coordinator = GroupCoordinator {
             config,
-            log: OffsetsLog::new(topic.partitions.clone()),
+            log: OffsetsLog::new(topic.hosted().cloned().collect()),
             groups: Mutex::new(HashMap::new()),
             loaded: None,
         };

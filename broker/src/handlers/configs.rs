@@ -260,6 +260,9 @@ pub fn incremental_alter(broker: &Broker, req: IncrementalAlterConfigsRequest) -
                     }
                     apply_topic(broker, &name, configs, req.validate_only)
                 })(),
+                // Nothing is set dynamically, so deleting dynamic values (what
+                // `kafka-reassign-partitions --verify` does to clear throttles) changes nothing.
+                RESOURCE_BROKER if r.configs.iter().all(|c| c.config_operation == OP_DELETE) => Ok(()),
                 RESOURCE_BROKER => Err(broker_not_alterable()),
                 other => Err(KafkaError::InvalidRequest(format!("Unsupported resource type {other}"))),
             };

@@ -1,6 +1,7 @@
 //! ElectLeaders: preferred-leader election (what `kafka-leader-election --election-type
 //! PREFERRED` asks for). In a cluster the partition's current leader hands leadership to the
-//! preferred replica with a Raft leadership transfer; a single node always leads already.
+//! preferred replica (its first) with a Raft leadership transfer; a single node always leads
+//! already.
 
 use std::time::Duration;
 
@@ -10,15 +11,22 @@ use rill_protocol::ResponseError;
 
 use super::s;
 use crate::broker::Broker;
-use crate::topics::Partition;
+use crate::cluster::partition_group;
+use crate::topics::Topic;
 
 const PREFERRED: i8 = 0;
 
-async fn elect(broker: &Broker, p: &Partition, election_type: i8, timeout: Duration) -> Result<(), ResponseError> {
-    let (Some(g), Some(cluster)) = (&p.replica, &broker.cluster) else {
+async fn elect(
+    broker: &Broker,
+    t: &Topic,
+    index: i32,
+    election_type: i8,
+    timeout: Duration,
+) -> Result<(), ResponseError> {
+    let Some(cluster) = &broker.cluster else {
         return Err(ResponseError::ElectionNotNeeded);
     };
-    let leader = g.leader().map(|l| l as i32);
+    let leader = cluster.leader_of(t, index).map(|l| l.0);
     if election_type != PREFERRED {
         // Unclean election: Raft always elects from the in-sync quorum, so there is never a
         // leader to force.
@@ -28,18 +36,21 @@ async fn elect(broker: &Broker, p: &Partition, election_type: i8, timeout: Durat
             ResponseError::EligibleLeadersNotAvailable
         });
     }
-    let preferred = cluster.replicas(p.index)[0];
+    let Some(&preferred) = t.assignment_of(index).replicas.first() else {
+        return Err(ResponseError::PreferredLeaderNotAvailable);
+    };
+    let group = partition_group(&t.id, index);
     match leader {
         Some(l) if l == preferred => return Err(ResponseError::ElectionNotNeeded),
-        Some(l) => cluster.transfer_leader(l, g.id, preferred).await.map_err(|e| {
-            tracing::warn!(topic = %p.topic, partition = p.index, error = %e, "leadership transfer failed");
+        Some(l) => cluster.transfer_leader(l, group, preferred).await.map_err(|e| {
+            tracing::warn!(topic = %t.name, partition = index, error = %e, "leadership transfer failed");
             ResponseError::PreferredLeaderNotAvailable
         })?,
         None => return Err(ResponseError::PreferredLeaderNotAvailable),
     }
     let deadline = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < deadline {
-        if g.leader() == Some(preferred as u64) {
+        if cluster.leader_of(t, index).is_some_and(|l| l.0 == preferred) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -53,20 +64,17 @@ pub async fn handle(broker: &Broker, req: ElectLeadersRequest, version: i16) -> 
     // Null means every partition.
     let wanted: Vec<(String, Vec<i32>)> = match req.topic_partitions {
         Some(tps) => tps.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect(),
-        None => broker
-            .topics
-            .list()
-            .iter()
-            .map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.index).collect()))
-            .collect(),
+        None => {
+            broker.topics.list().iter().map(|t| (t.name.clone(), (0..t.partitions.len() as i32).collect())).collect()
+        }
     };
     let mut results = Vec::with_capacity(wanted.len());
     for (topic, partitions) in wanted {
         let t = broker.topics.get(&topic);
         let mut out = Vec::with_capacity(partitions.len());
         for index in partitions {
-            let r = match t.as_ref().map(|t| t.partition(index)) {
-                Some(Ok(p)) => elect(broker, &p, election_type, timeout).await,
+            let r = match &t {
+                Some(t) if t.has_partition(index) => elect(broker, t, index, election_type, timeout).await,
                 _ => Err(ResponseError::UnknownTopicOrPartition),
             };
             let pr = PartitionResult::default().with_partition_id(index);

@@ -54,7 +54,17 @@ pub fn find_coordinator(
     let brokers = crate::handlers::metadata::brokers(broker, &ctx.listener);
     // The coordinator of a group: on a cluster, the leader of its offsets partition.
     let locate = |key: &str| -> Result<(i32, String, i32), ResponseError> {
-        let node = broker.groups.coordinator_of(key, broker.node_id()).ok_or(ResponseError::CoordinatorNotAvailable)?;
+        // A node that holds no replica of the group's offsets partition asks the leader directory.
+        let elsewhere = || {
+            let t = broker.topics.get(crate::groups::OFFSETS_TOPIC)?;
+            let k = crate::groups::offsets_log::partition_for(key, t.partitions.len());
+            broker.cluster.as_ref()?.leader_of(&t, k as i32).map(|l| l.0)
+        };
+        let node = broker
+            .groups
+            .coordinator_of(key, broker.node_id())
+            .or_else(elsewhere)
+            .ok_or(ResponseError::CoordinatorNotAvailable)?;
         brokers
             .iter()
             .find(|b| b.0 == node)

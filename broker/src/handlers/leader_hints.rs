@@ -13,10 +13,8 @@ use crate::broker::Broker;
 use crate::topics::Topic;
 
 /// The leader and epoch of partition `index` of `topic`, when this node knows a leader.
-fn leader_of(topic: Option<&Topic>, index: i32) -> Option<(i32, i32)> {
-    let p = topic?.partitions.get(usize::try_from(index).ok()?)?;
-    let g = p.replica.as_ref()?;
-    Some((g.leader()? as i32, g.term() as i32))
+fn leader_of(broker: &Broker, topic: Option<&Topic>, index: i32) -> Option<(i32, i32)> {
+    broker.cluster.as_ref()?.leader_of(topic?, index)
 }
 
 /// `(id, host, port, rack)` of the named brokers, as the connection's listener advertises them.
@@ -33,7 +31,7 @@ pub fn produce(broker: &Broker, resp: &mut ProduceResponse, version: i16, listen
     for t in &mut resp.responses {
         let topic = if version >= 13 { broker.topics.get_by_id(&t.topic_id) } else { broker.topics.get(&t.name) };
         for p in t.partition_responses.iter_mut().filter(|p| p.error_code == not_leader) {
-            if let Some((leader, epoch)) = leader_of(topic.as_deref(), p.index) {
+            if let Some((leader, epoch)) = leader_of(broker, topic.as_deref(), p.index) {
                 p.current_leader = produce_response::LeaderIdAndEpoch::default()
                     .with_leader_id(BrokerId(leader))
                     .with_leader_epoch(epoch);
@@ -62,7 +60,7 @@ pub fn fetch(broker: &Broker, resp: &mut FetchResponse, version: i16, listener: 
     for t in &mut resp.responses {
         let topic = if version >= 13 { broker.topics.get_by_id(&t.topic_id) } else { broker.topics.get(&t.topic) };
         for p in t.partitions.iter_mut().filter(|p| moved.contains(&p.error_code)) {
-            if let Some((leader, epoch)) = leader_of(topic.as_deref(), p.partition_index) {
+            if let Some((leader, epoch)) = leader_of(broker, topic.as_deref(), p.partition_index) {
                 p.current_leader = fetch_response::LeaderIdAndEpoch::default()
                     .with_leader_id(BrokerId(leader))
                     .with_leader_epoch(epoch);

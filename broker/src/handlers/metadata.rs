@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::s;
 use crate::broker::{Broker, ConnContext};
 use crate::error::KafkaError;
-use crate::topics::{validate_topic_name, Partition, Topic};
+use crate::topics::{validate_topic_name, Topic};
 
 /// The leader epoch of every partition on a single node (the Raft term once replication lands).
 pub const LEADER_EPOCH: i32 = 0;
@@ -47,33 +47,34 @@ pub struct Placement {
     pub error: Option<ResponseError>,
 }
 
-pub fn placement(broker: &Broker, p: &Partition) -> Placement {
+pub fn placement(broker: &Broker, t: &Topic, index: i32) -> Placement {
     let me = broker.node_id();
-    match (&p.replica, &broker.cluster) {
-        (Some(g), Some(cluster)) => {
-            let replicas: Vec<BrokerId> = cluster.replicas(p.index).into_iter().map(BrokerId).collect();
-            let leader = g.leader().map(|l| l as i32);
-            // Only the leader knows who keeps up; others report the replica set.
-            let isr = if leader == Some(me) {
-                g.in_sync(broker.config.replica_lag_max()).into_iter().map(|n| BrokerId(n as i32)).collect()
-            } else {
-                replicas.clone()
-            };
-            Placement {
-                leader: leader.unwrap_or(-1),
-                epoch: g.term() as i32,
-                replicas,
-                isr,
-                error: leader.is_none().then_some(ResponseError::LeaderNotAvailable),
-            }
-        }
-        _ => Placement {
+    let Some(cluster) = &broker.cluster else {
+        return Placement {
             leader: me,
             epoch: LEADER_EPOCH,
             replicas: vec![BrokerId(me)],
             isr: vec![BrokerId(me)],
             error: None,
-        },
+        };
+    };
+    // During a reassignment Kafka lists the target replicas and the ones leaving.
+    let replicas: Vec<BrokerId> = t.assignment_of(index).all_replicas().into_iter().map(BrokerId).collect();
+    let leader = cluster.leader_of(t, index);
+    let local = t.partition(index).ok().and_then(|p| p.replica.clone());
+    // Only the leader knows who keeps up; others report the replica set.
+    let isr = match (&local, leader) {
+        (Some(g), Some((l, _))) if l == me => {
+            g.in_sync(broker.config.replica_lag_max()).into_iter().map(|n| BrokerId(n as i32)).collect()
+        }
+        _ => replicas.clone(),
+    };
+    Placement {
+        leader: leader.map_or(-1, |l| l.0),
+        epoch: leader.map_or_else(|| local.as_ref().map_or(-1, |g| g.term() as i32), |l| l.1),
+        replicas,
+        isr,
+        error: leader.is_none().then_some(ResponseError::LeaderNotAvailable),
     }
 }
 
@@ -105,13 +106,11 @@ pub fn controller_id(broker: &Broker) -> i32 {
 }
 
 fn topic_entry(broker: &Broker, t: &Topic) -> MetadataResponseTopic {
-    let partitions = t
-        .partitions
-        .iter()
-        .map(|p| {
-            let pl = placement(broker, p);
+    let partitions = (0..t.partitions.len() as i32)
+        .map(|index| {
+            let pl = placement(broker, t, index);
             MetadataResponsePartition::default()
-                .with_partition_index(p.index)
+                .with_partition_index(index)
                 .with_error_code(pl.error.map_or(0, |e| e.code()))
                 .with_leader_id(BrokerId(pl.leader))
                 .with_leader_epoch(pl.epoch)
@@ -137,7 +136,7 @@ fn error_topic(name: Option<String>, id: Uuid, err: ResponseError) -> MetadataRe
 pub fn auto_create(broker: &Broker, name: &str) -> Result<Arc<Topic>, KafkaError> {
     validate_topic_name(name)?;
     let partitions = broker.config.num_partitions.max(1);
-    match broker.create_topic(name, partitions, BTreeMap::new()) {
+    match broker.create_topic(name, partitions, broker.default_replication_factor(), Vec::new(), BTreeMap::new()) {
         Ok(t) => Ok(t),
         // Another request created it meanwhile.
         Err(KafkaError::TopicAlreadyExists(_)) => broker.topics.get(name).ok_or(KafkaError::UnknownTopicOrPartition),
@@ -256,17 +255,17 @@ pub fn describe_topic_partitions(
             break;
         }
         let mut parts = Vec::new();
-        for p in t.partitions.iter().skip(first) {
+        for index in (first as i32)..t.partitions.len() as i32 {
             if budget == 0 {
                 next_cursor =
-                    Some(Cursor::default().with_topic_name(TopicName(s(name.clone()))).with_partition_index(p.index));
+                    Some(Cursor::default().with_topic_name(TopicName(s(name.clone()))).with_partition_index(index));
                 break;
             }
             budget -= 1;
-            let pl = placement(broker, p);
+            let pl = placement(broker, &t, index);
             parts.push(
                 DescribeTopicPartitionsResponsePartition::default()
-                    .with_partition_index(p.index)
+                    .with_partition_index(index)
                     .with_error_code(pl.error.map_or(0, |e| e.code()))
                     .with_leader_id(BrokerId(pl.leader))
                     .with_leader_epoch(pl.epoch)

@@ -91,7 +91,7 @@ pub fn describe_log_dirs(broker: &Broker, req: DescribeLogDirsRequest) -> Descri
                 None => continue,
             },
         };
-        for p in &t.partitions {
+        for p in t.hosted() {
             if wanted.is_some_and(|w| !w.contains(&p.index)) {
                 continue;
             }

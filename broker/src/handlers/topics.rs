@@ -21,6 +21,8 @@ use crate::topics::validate_topic_name;
 struct Plan {
     partitions: i32,
     replication: i16,
+    /// Replicas by partition when the request names them.
+    assignment: Vec<Vec<i32>>,
     configs: BTreeMap<String, String>,
 }
 
@@ -29,10 +31,10 @@ fn check_replication(broker: &Broker, rf: i16) -> Result<(), KafkaError> {
         return Err(KafkaError::InvalidReplicationFactor("Replication factor must be larger than 0.".into()));
     }
     if let Some(c) = &broker.cluster {
-        let n = c.voters.len() as i16;
-        if rf != n {
+        let n = c.nodes().len();
+        if rf as usize > n {
             return Err(KafkaError::InvalidReplicationFactor(format!(
-                "Rill places every partition on every node of the cluster: the replication factor must be {n} (or -1), not {rf}."
+                "Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only {n} broker(s) are registered."
             )));
         }
         return Ok(());
@@ -57,6 +59,7 @@ fn plan(broker: &Broker, t: &CreatableTopic) -> Result<Plan, KafkaError> {
         topic_config::validate(c.name.as_str(), value.as_str())?;
         configs.insert(c.name.to_string(), value.to_string());
     }
+    let mut assignment = Vec::new();
     let (partitions, replication) = if !t.assignments.is_empty() {
         if t.num_partitions != -1 || t.replication_factor != -1 {
             return Err(KafkaError::InvalidRequest(
@@ -70,21 +73,24 @@ fn plan(broker: &Broker, t: &CreatableTopic) -> Result<Plan, KafkaError> {
                 "Partitions must be numbered 0..n-1 without gaps.".into(),
             ));
         }
-        for a in &t.assignments {
-            if a.broker_ids.iter().any(|b| !broker.is_node(b.0)) || a.broker_ids.is_empty() {
-                return Err(KafkaError::InvalidReplicaAssignment(format!(
-                    "Replica assignment for partition {} names brokers that do not exist",
-                    a.partition_index
-                )));
-            }
+        let mut by_index: Vec<&_> = t.assignments.iter().collect();
+        by_index.sort_by_key(|a| a.partition_index);
+        for a in by_index {
+            let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+            check_replicas(broker, a.partition_index, &ids)?;
+            assignment.push(ids);
+        }
+        if assignment.iter().any(|a| a.len() != assignment[0].len()) {
+            return Err(KafkaError::InvalidReplicaAssignment(
+                "All partitions should have the same number of replicas".into(),
+            ));
         }
         (t.assignments.len() as i32, t.assignments[0].broker_ids.len() as i16)
     } else {
         let p = if t.num_partitions == -1 { broker.config.num_partitions } else { t.num_partitions };
-        let rf = match (t.replication_factor, &broker.cluster) {
-            (-1, Some(c)) => c.voters.len() as i16,
-            (-1, None) => broker.config.default_replication_factor,
-            (rf, _) => rf,
+        let rf = match t.replication_factor {
+            -1 => broker.default_replication_factor(),
+            rf => rf,
         };
         (p, rf)
     };
@@ -95,7 +101,27 @@ fn plan(broker: &Broker, t: &CreatableTopic) -> Result<Plan, KafkaError> {
     if broker.topics.get(name).is_some() {
         return Err(KafkaError::TopicAlreadyExists(name.to_string()));
     }
-    Ok(Plan { partitions, replication, configs })
+    Ok(Plan { partitions, replication, assignment, configs })
+}
+
+/// A partition's replicas as a request names them: known nodes, none twice, at least one.
+pub(crate) fn check_replicas(broker: &Broker, partition: i32, ids: &[i32]) -> Result<(), KafkaError> {
+    if ids.is_empty() {
+        return Err(KafkaError::InvalidReplicaAssignment(format!(
+            "Replica assignment for partition {partition} is empty"
+        )));
+    }
+    if let Some(b) = ids.iter().find(|b| !broker.is_node(**b)) {
+        return Err(KafkaError::InvalidReplicaAssignment(format!(
+            "Replica assignment for partition {partition} names broker {b}, which does not exist"
+        )));
+    }
+    if ids.iter().enumerate().any(|(i, b)| ids[..i].contains(b)) {
+        return Err(KafkaError::InvalidReplicaAssignment(format!(
+            "Replica assignment for partition {partition} has duplicate brokers: {ids:?}"
+        )));
+    }
+    Ok(())
 }
 
 fn described_configs(broker: &Broker, overrides: &BTreeMap<String, String>) -> Vec<CreatableTopicConfigs> {
@@ -133,7 +159,13 @@ pub fn create(broker: &Broker, req: CreateTopicsRequest, version: i16) -> Create
                     if req.validate_only {
                         Ok((Uuid::nil(), plan))
                     } else {
-                        let topic = broker.create_topic(&name, plan.partitions, plan.configs.clone())?;
+                        let topic = broker.create_topic(
+                            &name,
+                            plan.partitions,
+                            plan.replication,
+                            plan.assignment.clone(),
+                            plan.configs.clone(),
+                        )?;
                         Ok((topic.id, plan))
                     }
                 })
@@ -228,14 +260,15 @@ pub fn create_partitions(broker: &Broker, req: CreatePartitionsRequest) -> Creat
                             assignments.len()
                         )));
                     }
-                    if assignments.iter().any(|a| a.broker_ids.iter().any(|b| !broker.is_node(b.0))) {
-                        return Err(KafkaError::InvalidReplicaAssignment(
-                            "Assignment names brokers that do not exist".into(),
-                        ));
+                    for (k, a) in assignments.iter().enumerate() {
+                        let ids: Vec<i32> = a.broker_ids.iter().map(|b| b.0).collect();
+                        check_replicas(broker, current + k as i32, &ids)?;
                     }
                 }
+                let assignment: Vec<Vec<i32>> =
+                    t.assignments.iter().flatten().map(|a| a.broker_ids.iter().map(|b| b.0).collect()).collect();
                 if !req.validate_only {
-                    broker.add_partitions(&name, t.count)?;
+                    broker.add_partitions(&name, t.count, assignment)?;
                 }
                 Ok(())
             })();

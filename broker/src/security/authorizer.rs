@@ -679,6 +679,34 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
                 rill_protocol::messages::ElectLeadersResponse::default().with_error_code(CLUSTER_DENIED.code()).into(),
             )
         }
+        RequestKind::AlterPartitionReassignments(r) => {
+            if c.cluster(ALTER) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(
+                rill_protocol::messages::AlterPartitionReassignmentsResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
+        RequestKind::UnregisterBroker(r) => {
+            if c.cluster(ALTER) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(
+                rill_protocol::messages::UnregisterBrokerResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            if c.cluster(DESCRIBE) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(crate::handlers::reassign::list_denied().into())
+        }
         // Needs no authorization in Kafka either.
         body @ (RequestKind::ApiVersions(_) | RequestKind::DescribeCluster(_)) => serve(body, Patch::None),
         // Anything else the broker serves must be listed above; fail closed if one is not.
