@@ -128,7 +128,8 @@ def main():
             keys = ("records_per_s", "mb_per_s", "broker_cpu_s_per_gb", "client_cpu_s_per_gb")
             with open(a.json, "w") as f:
                 json.dump({"count": a.count, "size": a.size, "acks": a.acks, "repeat": a.repeat,
-                           "runs": {k: [dict(zip(keys, x)) for x in rs] for k, rs in results.items()}}, f, indent=1)
+                           "runs": {k: [dict(zip(keys, (round(v, 3) for v in x))) for x in rs]
+                                    for k, rs in results.items()}}, f, indent=1)
         del admin
     finally:
         import gc
