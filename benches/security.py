@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Produce throughput over SASL_SSL vs PLAINTEXT on the same Rill node (librdkafka / confluent-kafka).
 
-    benches/security.py [--count N] [--size S] [--repeat R] [--acks all|1]
+    benches/security.py [--count N] [--size S] [--repeat R] [--acks all|1] [--json PATH]
 
 One broker (RILL_BIN or target/release/rill) with two listeners: PLAINTEXT and SASL_SSL (PLAIN,
 TLS 1.3 with a P-256 certificate made by the openssl CLI at start). Each round produces N records
 of S random bytes to a fresh 1-partition topic through each listener in turn (order alternates per
 round), timed from the first produce() to the end of flush(). Prints one line per run and the
-median of each listener, as records/s and MB/s (10^6 bytes of values).
+median of each listener, as records/s and MB/s (10^6 bytes of values), with the CPU seconds the
+broker and this client process (librdkafka's threads included) spent per GB produced: client and
+broker share the machine, so this shows which end a protocol's cost lands on. `--json PATH` also
+writes every run.
 """
 import argparse
+import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,6 +44,18 @@ def certs(d):
         f.write(open(f"{d}/s.key").read() + open(f"{d}/s.pem").read())
 
 
+def broker_cpu(pid):
+    """User + system CPU seconds of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def client_cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def produce(conf, topic, count, size, acks):
     p = Producer({**conf, "acks": acks, "linger.ms": 5, "batch.size": 1_000_000, "enable.idempotence": False,
                   "queue.buffering.max.messages": 1_000_000, "delivery.report.only.error": True})
@@ -63,6 +80,7 @@ def main():
     ap.add_argument("--size", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--acks", default="all")
+    ap.add_argument("--json", help="also write every run to this file")
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="rill-bench-sec-")
     os.makedirs(f"{work}/c")
@@ -90,15 +108,28 @@ def main():
             for name in order:
                 topic = f"bench-{uuid.uuid4().hex[:8]}"
                 admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+                b0, c0 = broker_cpu(b.pid()), client_cpu()
                 rps, mbps = produce(confs[name], topic, a.count, a.size, a.acks)
-                results[name].append((rps, mbps))
-                print(f"round {r + 1} {name:10s} {rps:12,.0f} records/s {mbps:8.1f} MB/s")
+                gb = a.count * a.size / 1e9
+                bcpu, ccpu = (broker_cpu(b.pid()) - b0) / gb, (client_cpu() - c0) / gb
+                results[name].append((rps, mbps, bcpu, ccpu))
+                print(f"round {r + 1} {name:10s} {rps:12,.0f} records/s {mbps:8.1f} MB/s"
+                      f"  CPU s/GB: broker {bcpu:5.2f} client {ccpu:5.2f}")
         print("median:")
         base = statistics.median(x[0] for x in results["PLAINTEXT"])
         for name, rs in results.items():
             rps = statistics.median(x[0] for x in rs)
             mbps = statistics.median(x[1] for x in rs)
-            print(f"  {name:10s} {rps:12,.0f} records/s {mbps:8.1f} MB/s ({rps / base:.0%} of PLAINTEXT)")
+            bcpu = statistics.median(x[2] for x in rs)
+            ccpu = statistics.median(x[3] for x in rs)
+            print(f"  {name:10s} {rps:12,.0f} records/s {mbps:8.1f} MB/s ({rps / base:.0%} of PLAINTEXT)"
+                  f"  CPU s/GB: broker {bcpu:5.2f} client {ccpu:5.2f}")
+        if a.json:
+            keys = ("records_per_s", "mb_per_s", "broker_cpu_s_per_gb", "client_cpu_s_per_gb")
+            with open(a.json, "w") as f:
+                json.dump({"count": a.count, "size": a.size, "acks": a.acks, "repeat": a.repeat,
+                           "runs": {k: [dict(zip(keys, (round(v, 3) for v in x))) for x in rs]
+                                    for k, rs in results.items()}}, f, indent=1)
         del admin
     finally:
         import gc

@@ -7,14 +7,23 @@
 //! commits. The writer sends responses in request order, as Kafka requires. The slot channel is bounded, so a client that
 //! pipelines without reading stops being read: memory per connection stays bounded by
 //! `socket.request.max.bytes` plus the in-flight limit.
+//!
+//! TLS connections read differently, because the TLS cost is mostly not the cipher but the
+//! syscalls and wake-ups around it: rustls asks its transport for 4 KiB at a time and clients'
+//! TLS libraries (OpenSSL under librdkafka) send each 16 KiB record with its own write, so a
+//! 1 MB produce would cost hundreds of `recv` calls and a wake-up of the reader (and a context
+//! switch away from the client, on a busy machine) per record. A read-ahead buffer under rustls
+//! turns the small reads into memory copies, and `SO_RCVLOWAT` keeps the kernel from waking the
+//! reader until a worthwhile part of a started frame has arrived (see [`RcvLowat`]).
 
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use rill_protocol::frame::{self, FrameError};
 use rill_protocol::messages::{ApiKey, ResponseKind};
 use rill_protocol::{decode_request, encode_response_chunks, peek_header, DecodeError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -26,6 +35,18 @@ use crate::security::{tls, ListenerSecurity, ANONYMOUS};
 
 /// A TLS handshake must finish within this, so a silent client cannot hold a connection slot.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Ciphertext read ahead under rustls: one `recv` fills it, rustls' 4 KiB reads then copy from it.
+const TLS_READ_AHEAD: usize = 64 * 1024;
+
+/// The largest TLS record (TLS 1.2 allows 2 KiB of expansion over 16 KiB of plaintext).
+const TLS_MAX_RECORD: usize = 16 * 1024 + 2048 + 5;
+
+/// The most a reader waits to have queued before the kernel wakes it in the middle of a frame.
+const RCVLOWAT_MAX: usize = 256 * 1024;
+
+/// `SO_RCVLOWAT` moves in steps of this, so that lowering it as a frame fills costs a few calls.
+const RCVLOWAT_STEP: usize = 64 * 1024;
 
 /// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
 type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
@@ -94,8 +115,14 @@ async fn accept_connection(broker: Arc<Broker>, stream: TcpStream, mut ctx: Conn
     };
     let Some(tls_ctx) = &sec.tls else {
         let (rd, wr) = stream.into_split();
-        return serve_connection(broker, rd, wr, ctx, sec).await;
+        return serve_connection(broker, rd, wr, ctx, sec, None).await;
     };
+    // What the reader can wait with, taken from the socket but not yet in the frame buffer: a
+    // read only reaches the socket once the read-ahead is empty and rustls holds no plaintext,
+    // and rustls decrypts every complete record it has, so only one incomplete record (at most
+    // 16 KiB + 2 KiB + 5 bytes on the wire) can be left. Twice that, for margin.
+    let lowat = RcvLowat::new(stream.as_raw_fd(), 2 * TLS_MAX_RECORD);
+    let stream = BufReader::with_capacity(TLS_READ_AHEAD, stream);
     let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls_ctx.acceptor().accept(stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -118,11 +145,68 @@ async fn accept_connection(broker: Arc<Broker>, stream: TcpStream, mut ctx: Conn
             client = %ctx.peer, listener = %ctx.listener, mechanism = "TLS");
     }
     let (rd, wr) = tokio::io::split(tls);
-    serve_connection(broker, rd, wr, ctx, sec).await
+    serve_connection(broker, rd, wr, ctx, sec, Some(lowat)).await
 }
 
-async fn serve_connection<R, W>(broker: Arc<Broker>, rd: R, wr: W, ctx: ConnContext, sec: Arc<ListenerSecurity>)
-where
+/// Sets a TCP socket's `SO_RCVLOWAT` to the part of the current frame that must still arrive,
+/// so that epoll reports the socket readable (and the reader task wakes) once per large chunk
+/// instead of once per TLS record.
+///
+/// Invariant, or the connection would hang: whenever the reader may wait, the mark is at most
+/// the number of bytes the peer must still send to complete the frame it started. Bytes already
+/// taken from the socket but not yet in the frame buffer when the reader waits (`slack` bounds
+/// them) do not count, so the mark is at most the missing part less `slack`, and 1 (the
+/// default) when that is below one step. Between frames it is 1: a new request may be any size.
+/// The kernel still wakes the reader on end of stream, errors and memory pressure.
+struct RcvLowat {
+    fd: RawFd,
+    slack: usize,
+    current: usize,
+}
+
+impl RcvLowat {
+    fn new(fd: RawFd, slack: usize) -> Self {
+        RcvLowat { fd, slack, current: 1 }
+    }
+
+    /// Called before each read with the number of frame bytes still missing (0 when no frame
+    /// header has been read). Raises the mark only when a frame starts and lowers it as the
+    /// frame fills, so a 1 MB request costs a handful of `setsockopt` calls.
+    fn update(&mut self, missing: usize) {
+        let allowed = missing.saturating_sub(self.slack).min(RCVLOWAT_MAX);
+        let target = (allowed / RCVLOWAT_STEP * RCVLOWAT_STEP).max(1);
+        if target == self.current || (target > self.current && self.current != 1) {
+            return;
+        }
+        let val = target as libc::c_int;
+        // SAFETY: `fd` is the connection's socket, open for as long as the read half that calls
+        // this lives; the option value is a c_int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVLOWAT,
+                (&val as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        // A failure leaves the previous mark; if that was higher than allowed now, stop raising it.
+        if rc == 0 {
+            self.current = target;
+        } else {
+            self.slack = usize::MAX;
+        }
+    }
+}
+
+async fn serve_connection<R, W>(
+    broker: Arc<Broker>,
+    rd: R,
+    wr: W,
+    ctx: ConnContext,
+    sec: Arc<ListenerSecurity>,
+    lowat: Option<RcvLowat>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -131,7 +215,7 @@ where
     let log_ctx = ctx.clone();
     let (tx, rx) = mpsc::channel::<Slot>(broker.config.max_inflight_requests_per_connection.max(1));
     let writer = tokio::spawn(write_loop(wr, rx));
-    let reason = read_loop(&broker, rd, tx, ctx, Session::new(sec)).await;
+    let reason = read_loop(&broker, rd, tx, ctx, Session::new(sec), lowat).await;
     // The writer drains every slot already queued, then ends when the channel closes.
     let _ = writer.await;
     crate::conn_log::closed(&log_ctx, opened, reason);
@@ -192,6 +276,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     tx: mpsc::Sender<Slot>,
     mut ctx: ConnContext,
     mut session: Session,
+    mut lowat: Option<RcvLowat>,
 ) -> &'static str {
     let ctx = &mut ctx;
     let max = broker.config.socket_request_max_bytes;
@@ -215,9 +300,14 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 }
             }
             // Grow to the announced frame size at most (bounded by `max`).
+            let mut missing = 0;
             if buf.len() >= 4 {
                 let want = 4 + i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                buf.reserve(want.saturating_sub(buf.len()));
+                missing = want.saturating_sub(buf.len());
+                buf.reserve(missing);
+            }
+            if let Some(lowat) = &mut lowat {
+                lowat.update(missing);
             }
             match rd.read_buf(&mut buf).await {
                 Ok(0) => return if buf.is_empty() { "peer closed" } else { "peer closed mid-frame" },
@@ -319,5 +409,48 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rcvlowat(fd: RawFd) -> usize {
+        let mut val: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: fd is an open socket owned by the test; val and len are valid out-pointers.
+        let rc = unsafe {
+            libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVLOWAT, (&mut val as *mut libc::c_int).cast(), &mut len)
+        };
+        assert_eq!(rc, 0);
+        val as usize
+    }
+
+    #[test]
+    fn rcvlowat_never_exceeds_what_the_frame_still_needs() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        let slack = 2 * TLS_MAX_RECORD;
+        let mut lowat = RcvLowat::new(server.as_raw_fd(), slack);
+        let mut calls = 0;
+        // A 1 MB frame arriving one TLS record at a time, then the next frame's header.
+        let frame = 1 << 20;
+        let mut missing = frame;
+        while missing > 0 {
+            let before = lowat.current;
+            lowat.update(missing);
+            calls += usize::from(lowat.current != before);
+            assert_eq!(rcvlowat(server.as_raw_fd()), lowat.current);
+            assert!(lowat.current == 1 || lowat.current + slack <= missing, "{} for {missing}", lowat.current);
+            missing = missing.saturating_sub(16 * 1024);
+        }
+        lowat.update(0);
+        assert_eq!(rcvlowat(server.as_raw_fd()), 1, "between frames any request size must wake the reader");
+        assert!(calls <= 7, "{calls} setsockopt calls for one frame");
+        // A small request never raises the mark.
+        lowat.update(300);
+        assert_eq!(lowat.current, 1);
     }
 }
