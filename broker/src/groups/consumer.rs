@@ -438,6 +438,11 @@ impl ConsumerGroup {
     pub fn take_changes(&mut self) -> Vec<ConsumerRecord> {
         let mut out = Vec::new();
         let p = &mut self.persisted;
+        // A group nobody has joined yet (the first join was refused) is not worth a record:
+        // Kafka writes nothing for a failed heartbeat either.
+        if self.members.is_empty() && p.epoch.is_none() && p.members.is_empty() && p.targets.is_empty() {
+            return out;
+        }
         if p.epoch != Some(self.group_epoch) {
             p.epoch = Some(self.group_epoch);
             out.push(ConsumerRecord::Epoch(p.epoch));

@@ -299,6 +299,10 @@ fn reload(g: &mut ConsumerGroup, log: &mut Vec<ConsumerRecord>, now: i64) -> Con
 fn restored_group_carries_on_without_fencing_or_rebalance() {
     let mut g = group();
     let mut log = Vec::new();
+    let mut bad = join("a");
+    bad.rebalance_timeout_ms = -1;
+    assert!(g.heartbeat(bad, &topics(4), 0).is_err());
+    assert_eq!(g.take_changes(), vec![], "a refused first join writes nothing");
     let a = g.heartbeat(join("a"), &topics(4), 0).unwrap();
     let b = g.heartbeat(join("b"), &topics(4), 1).unwrap();
     // a gives up what b is to get, then both are stable.
