@@ -248,6 +248,7 @@ impl Broker {
             RequestKind::OffsetDelete(r) => handlers::groups::offset_delete(self, r).into(),
             RequestKind::ConsumerGroupHeartbeat(r) => {
                 handlers::groups::consumer_group_heartbeat(self, r, version, req.header.client_id.as_deref(), ctx)
+                    .await
                     .into()
             }
             RequestKind::ConsumerGroupDescribe(r) => handlers::groups::consumer_group_describe(self, r).into(),

@@ -836,3 +836,50 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
         raise
     finally:
         c.cleanup()
+
+
+def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
+    """A KIP-848 group's state is replicated with __consumer_offsets: when the coordinator is killed, the
+    new leader of the group's offsets partition rebuilds it, and a Java consumer (group.protocol=consumer)
+    that keeps heartbeating keeps its member id, epoch and assignment and reads every record once."""
+    import subprocess
+    from test_java_clients import JAVA_OPTS
+    create(cluster, "moving", 2)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(40):
+        v = f"v{i}".encode()
+        p.produce("moving", key=v, value=v, partition=i % 2)
+    assert p.flush(30) == 0
+    group = "k848-movers"
+    proc = subprocess.Popen(["java", *JAVA_OPTS, "-cp", java_cp, "Kip848Check", "restart", cluster.bootstrap, "moving",
+                             "2", group, "uniform", "40"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, ready = [], threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("READY"):
+                ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert ready.wait(120), "".join(lines[-50:])
+        md = cluster.admin().list_topics(topic="__consumer_offsets", timeout=10)
+        h = 0
+        for ch in group:
+            h = (31 * h + ord(ch)) & 0xFFFFFFFF
+        h = h - (1 << 32) if h >= (1 << 31) else h
+        part = (h & 0x7FFFFFFF) % len(md.topics["__consumer_offsets"].partitions)
+        old = md.topics["__consumer_offsets"].partitions[part].leader
+        cluster.kill9(old)
+        new = cluster.leader("__consumer_offsets", part, exclude=(old,))
+        assert new != old
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(240) == 0, "".join(lines[-80:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "OK kip848 restart" in "".join(lines), "".join(lines[-80:])

@@ -667,3 +667,33 @@ def test_sasl_handshake_on_plaintext_listener_is_illegal_state(sec):
     s.sendall(_api_versions_req(10))  # the connection is still usable
     assert struct.unpack(">i", recv_frame(s)[:4])[0] == 10
     s.close()
+
+
+def test_kip848_regex_only_assigns_topics_the_principal_may_describe(sec, java_cp, tmp_path):
+    """KIP-848 SubscribedTopicRegex resolves, as in Kafka, only to topics the member's principal may
+    DESCRIBE: a SCRAM user with READ on <prefix>-a but no ACL on <prefix>-b (both match the regex) reads
+    all of <prefix>-a and is never assigned a partition of <prefix>-b."""
+    prefix = f"rx{uuid.uuid4().hex[:8]}"
+    user, pw, group = f"rita{uuid.uuid4().hex[:6]}", "rita-Secret-1", f"rxgroup-{uuid.uuid4().hex[:6]}"
+    n = 40
+    for t in (f"{prefix}-a", f"{prefix}-b"):
+        sec.admin.create_topics([NewTopic(t, 2, 1)])[t].result(30)
+        p = Producer({"bootstrap.servers": sec.plain})
+        for i in range(n):
+            p.produce(t, key=str(i).encode(), value=f"v{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+    add_scram(sec, user, pw, ScramMechanism.SCRAM_SHA_256)
+    java_free_acl(sec, user, "Read", "TOPIC", f"{prefix}-a")
+    java_free_acl(sec, user, "Read", "GROUP", group)
+    props = tmp_path / "client.properties"
+    props.write_text("\n".join([
+        "security.protocol=SASL_SSL",
+        "sasl.mechanism=SCRAM-SHA-256",
+        f'sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="{user}" password="{pw}";',
+        "ssl.truststore.type=PEM",
+        f"ssl.truststore.location={sec.certs}/ca.pem",
+    ]) + "\n")
+    r = java(java_cp, "Kip848Check", "regexacl", sec.sasl_ssl, prefix, 2, group, "uniform", n, props,
+             timeout=180, check=False)
+    denied = [line for line in broker_log(sec).splitlines() if "denied" in line and user in line]
+    assert r.returncode == 0 and "OK kip848 regexacl" in r.stdout, r.stdout + r.stderr[-3000:] + "\n".join(denied[-20:])

@@ -12,11 +12,14 @@
 //!   still owns; the others follow on later heartbeats once released (`UnreleasedPartitions`).
 //!
 //! Regular expression subscriptions (SubscribedTopicRegex) are matched against every
-//! non-internal topic on each heartbeat of the group, so a topic created later joins the
-//! assignment within a heartbeat interval.
+//! non-internal topic the member's principal may DESCRIBE, on each heartbeat of the group, so a
+//! topic created later (or an ACL granted later) joins the assignment within a heartbeat
+//! interval. As in Kafka, a regex never hands a member a topic it could not have named.
 //!
-//! Not kept across restarts: members of a group that vanished get UNKNOWN_MEMBER_ID and
-//! rejoin with epoch 0 (committed offsets are durable and unaffected).
+//! Durability: [`ConsumerGroup::take_changes`] yields the keyed records (Kafka's
+//! `ConsumerGroup*` record kinds) that bring `__consumer_offsets` up to the state in memory,
+//! and [`ConsumerGroup::restore`] rebuilds the group from them, so members keep their ids,
+//! epochs and assignments across a coordinator restart or move.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -60,6 +63,11 @@ pub trait TopicView {
     fn names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Whether `principal` connecting from `host` may DESCRIBE `topic` (regex matches are
+    /// limited to those).
+    fn may_describe(&self, _principal: &str, _host: &str, _topic: &str) -> bool {
+        true
+    }
 }
 
 impl<F: Fn(&str) -> Option<TopicInfo>> TopicView for F {
@@ -96,6 +104,9 @@ pub struct HeartbeatRequest {
     pub owned: Option<Assignment>,
     pub client_id: String,
     pub client_host: String,
+    /// Who the member authenticated as; its regex only matches topics this principal may
+    /// describe.
+    pub principal: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +135,7 @@ pub struct ConsumerMember {
     pub rack_id: Option<String>,
     pub client_id: String,
     pub client_host: String,
+    pub principal: String,
     pub subscribed: Vec<String>,
     pub regex: Option<String>,
     compiled: Option<regex::Regex>,
@@ -147,6 +159,143 @@ impl ConsumerMember {
     fn topics(&self) -> impl Iterator<Item = &String> {
         self.subscribed.iter().chain(self.matched.iter())
     }
+
+    /// The host the authorizer knows the member by (`client_host` is `/ip`).
+    fn host(&self) -> &str {
+        self.client_host.trim_start_matches('/')
+    }
+
+    fn stored(&self) -> StoredConsumerMember {
+        StoredConsumerMember {
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            subscribed: self.subscribed.clone(),
+            regex: self.regex.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            server_assignor: self.server_assignor.map(|a| a.name().to_string()),
+            principal: self.principal.clone(),
+            matched: self.matched.clone(),
+        }
+    }
+
+    fn stored_assignment(&self) -> StoredAssignment {
+        StoredAssignment {
+            member_epoch: self.member_epoch,
+            previous_epoch: self.previous_epoch,
+            state: self.state,
+            assigned: self.assigned.clone(),
+            revoking: self.revoking.clone(),
+        }
+    }
+}
+
+/// A member's subscription and identity as stored (Kafka's ConsumerGroupMemberMetadataValue,
+/// plus the principal and the regex's matches, which Rill needs to resume the same
+/// assignment without a rebalance).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredConsumerMember {
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub regex: Option<String>,
+    pub rebalance_timeout_ms: i32,
+    pub server_assignor: Option<String>,
+    pub principal: String,
+    pub matched: Vec<String>,
+}
+
+/// A member's reconciliation state as stored (Kafka's ConsumerGroupCurrentMemberAssignmentValue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAssignment {
+    pub member_epoch: i32,
+    pub previous_epoch: i32,
+    pub state: MemberState,
+    pub assigned: Assignment,
+    pub revoking: Assignment,
+}
+
+/// One keyed record of a consumer group's state; `None` values are tombstones. Each variant
+/// is one of Kafka's record kinds, so the latest value per key is the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConsumerRecord {
+    /// ConsumerGroupMetadata: the group epoch; its tombstone deletes the group.
+    Epoch(Option<i32>),
+    /// ConsumerGroupPartitionMetadata: the subscribed topics as of the last check.
+    Topics(Option<BTreeMap<String, TopicInfo>>),
+    /// ConsumerGroupMemberMetadata of one member.
+    Member(String, Option<StoredConsumerMember>),
+    /// ConsumerGroupTargetAssignmentMetadata: the assignment epoch.
+    TargetEpoch(Option<i32>),
+    /// ConsumerGroupTargetAssignmentMember of one member.
+    Target(String, Option<Assignment>),
+    /// ConsumerGroupCurrentMemberAssignment of one member.
+    Current(String, Option<StoredAssignment>),
+}
+
+/// The latest value of every key of one group, as replayed from the log.
+#[derive(Debug, Default)]
+pub struct ConsumerImage {
+    epoch: Option<i32>,
+    topics: Option<BTreeMap<String, TopicInfo>>,
+    target_epoch: Option<i32>,
+    /// In the order members first appeared, which is the order they joined.
+    members: IndexMap<String, StoredConsumerMember>,
+    targets: HashMap<String, Assignment>,
+    current: HashMap<String, StoredAssignment>,
+}
+
+impl ConsumerImage {
+    pub fn apply(&mut self, rec: ConsumerRecord) {
+        match rec {
+            ConsumerRecord::Epoch(v) => self.epoch = v,
+            ConsumerRecord::Topics(v) => self.topics = v,
+            ConsumerRecord::TargetEpoch(v) => self.target_epoch = v,
+            ConsumerRecord::Member(id, Some(m)) => {
+                self.members.insert(id, m);
+            }
+            ConsumerRecord::Member(id, None) => {
+                self.members.shift_remove(&id);
+            }
+            ConsumerRecord::Target(id, Some(a)) => {
+                self.targets.insert(id, a);
+            }
+            ConsumerRecord::Target(id, None) => {
+                self.targets.remove(&id);
+            }
+            ConsumerRecord::Current(id, Some(a)) => {
+                self.current.insert(id, a);
+            }
+            ConsumerRecord::Current(id, None) => {
+                self.current.remove(&id);
+            }
+        }
+    }
+
+    /// Whether the log holds a live consumer group (its metadata record is not tombstoned).
+    pub fn is_live(&self) -> bool {
+        self.epoch.is_some()
+    }
+}
+
+/// What `__consumer_offsets` holds for a group, to write only what changed. A key whose
+/// value is `None` exists in the log with a value that may be stale (a write failed), so it
+/// is written again next time.
+#[derive(Debug, Default)]
+struct Persisted {
+    epoch: Option<i32>,
+    topics: Option<BTreeMap<String, TopicInfo>>,
+    target_epoch: Option<i32>,
+    members: HashMap<String, Option<StoredConsumerMember>>,
+    targets: HashMap<String, Option<Assignment>>,
+    current: HashMap<String, Option<StoredAssignment>>,
+}
+
+fn forget<T>(m: &mut HashMap<String, Option<T>>) {
+    m.values_mut().for_each(|v| *v = None);
 }
 
 /// The group states ConsumerGroupDescribe and ListGroups report.
@@ -184,6 +333,7 @@ pub struct ConsumerGroup {
     pub state_timestamp: i64,
     scheduled_wake: Option<i64>,
     settings: ConsumerSettings,
+    persisted: Persisted,
 }
 
 fn normalize(mut a: Assignment) -> Assignment {
@@ -218,7 +368,161 @@ impl ConsumerGroup {
             state_timestamp: now,
             scheduled_wake: None,
             settings,
+            persisted: Persisted::default(),
         }
+    }
+
+    /// Rebuilds a group from its stored records. Members get a fresh session (as if they had
+    /// just heartbeated), so a member that keeps heartbeating after the restart carries on
+    /// with its id, epoch and assignment, and one that is gone expires after its session.
+    pub fn restore(id: &str, settings: ConsumerSettings, image: ConsumerImage, now: i64) -> Self {
+        let mut g = ConsumerGroup::new(id, settings, now);
+        g.group_epoch = image.epoch.unwrap_or(0);
+        g.assignment_epoch = image.target_epoch.unwrap_or(0);
+        g.metadata = image.topics.clone().unwrap_or_default();
+        let session = g.settings.session_timeout_ms as i64;
+        for (mid, s) in &image.members {
+            let cur = image.current.get(mid);
+            let state = cur.map_or(MemberState::Stable, |c| c.state);
+            let rebalance_timeout_ms = s.rebalance_timeout_ms;
+            let m = ConsumerMember {
+                id: mid.clone(),
+                instance_id: s.instance_id.clone(),
+                rack_id: s.rack_id.clone(),
+                client_id: s.client_id.clone(),
+                client_host: s.client_host.clone(),
+                principal: s.principal.clone(),
+                subscribed: s.subscribed.clone(),
+                regex: s.regex.clone(),
+                // Stored regexes compiled when they were accepted; one that no longer does
+                // matches nothing until the member sends it again.
+                compiled: s.regex.as_deref().and_then(|r| compile_regex(r).ok()),
+                matched: s.matched.clone(),
+                server_assignor: s.server_assignor.as_deref().and_then(AssignorKind::parse),
+                rebalance_timeout_ms,
+                member_epoch: cur.map_or(0, |c| c.member_epoch),
+                previous_epoch: cur.map_or(0, |c| c.previous_epoch),
+                state,
+                assigned: cur.map(|c| c.assigned.clone()).unwrap_or_default(),
+                revoking: cur.map(|c| c.revoking.clone()).unwrap_or_default(),
+                session_deadline: now + session,
+                revoke_deadline: (state == MemberState::UnrevokedPartitions)
+                    .then(|| now + rebalance_timeout_ms.max(0) as i64),
+            };
+            if let Some(iid) = &m.instance_id {
+                g.static_members.insert(iid.clone(), mid.clone());
+            }
+            g.members.insert(mid.clone(), m);
+        }
+        g.target = image
+            .targets
+            .iter()
+            .filter(|(k, _)| g.members.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        g.assignor = g.pick_assignor();
+        g.persisted = Persisted {
+            epoch: image.epoch,
+            topics: image.topics,
+            target_epoch: image.target_epoch,
+            members: image.members.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            targets: image.targets.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            current: image.current.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+        };
+        g
+    }
+
+    /// The records that bring the log from what was last taken to the state in memory
+    /// (nothing when nothing durable changed: a plain heartbeat writes nothing). Within one
+    /// batch the order does not matter: the load applies a whole group before using it.
+    pub fn take_changes(&mut self) -> Vec<ConsumerRecord> {
+        let mut out = Vec::new();
+        let p = &mut self.persisted;
+        // A group nobody has joined yet (the first join was refused) is not worth a record:
+        // Kafka writes nothing for a failed heartbeat either.
+        if self.members.is_empty() && p.epoch.is_none() && p.members.is_empty() && p.targets.is_empty() {
+            return out;
+        }
+        if p.epoch != Some(self.group_epoch) {
+            p.epoch = Some(self.group_epoch);
+            out.push(ConsumerRecord::Epoch(p.epoch));
+        }
+        if p.topics.as_ref() != Some(&self.metadata) {
+            p.topics = Some(self.metadata.clone());
+            out.push(ConsumerRecord::Topics(p.topics.clone()));
+        }
+        for (id, m) in &self.members {
+            let s = m.stored();
+            if p.members.get(id).and_then(Option::as_ref) != Some(&s) {
+                p.members.insert(id.clone(), Some(s.clone()));
+                out.push(ConsumerRecord::Member(id.clone(), Some(s)));
+            }
+        }
+        for (id, t) in &self.target {
+            if p.targets.get(id).and_then(Option::as_ref) != Some(t) {
+                p.targets.insert(id.clone(), Some(t.clone()));
+                out.push(ConsumerRecord::Target(id.clone(), Some(t.clone())));
+            }
+        }
+        // The target epoch follows the member targets, as in Kafka: it vouches for them.
+        if p.target_epoch != Some(self.assignment_epoch) {
+            p.target_epoch = Some(self.assignment_epoch);
+            out.push(ConsumerRecord::TargetEpoch(p.target_epoch));
+        }
+        for (id, m) in &self.members {
+            let a = m.stored_assignment();
+            if p.current.get(id).and_then(Option::as_ref) != Some(&a) {
+                p.current.insert(id.clone(), Some(a.clone()));
+                out.push(ConsumerRecord::Current(id.clone(), Some(a)));
+            }
+        }
+        let gone: Vec<String> = p.members.keys().filter(|k| !self.members.contains_key(*k)).cloned().collect();
+        for id in gone {
+            p.members.remove(&id);
+            out.push(ConsumerRecord::Member(id, None));
+        }
+        let gone: Vec<String> = p.current.keys().filter(|k| !self.members.contains_key(*k)).cloned().collect();
+        for id in gone {
+            p.current.remove(&id);
+            out.push(ConsumerRecord::Current(id, None));
+        }
+        let gone: Vec<String> = p.targets.keys().filter(|k| !self.target.contains_key(*k)).cloned().collect();
+        for id in gone {
+            p.targets.remove(&id);
+            out.push(ConsumerRecord::Target(id, None));
+        }
+        out
+    }
+
+    /// The records last taken did not reach the log: write everything again next time.
+    pub fn persist_failed(&mut self) {
+        let p = &mut self.persisted;
+        p.epoch = None;
+        p.topics = None;
+        p.target_epoch = None;
+        forget(&mut p.members);
+        forget(&mut p.targets);
+        forget(&mut p.current);
+    }
+
+    /// Tombstones for everything stored of this group (it is deleted or turns classic).
+    pub fn take_tombstones(&mut self) -> Vec<ConsumerRecord> {
+        let p = std::mem::take(&mut self.persisted);
+        let mut out = Vec::new();
+        for id in p.members.keys() {
+            out.push(ConsumerRecord::Member(id.clone(), None));
+        }
+        for id in p.current.keys() {
+            out.push(ConsumerRecord::Current(id.clone(), None));
+        }
+        for id in p.targets.keys() {
+            out.push(ConsumerRecord::Target(id.clone(), None));
+        }
+        // Unconditional: after a failed write the snapshot no longer knows what the log holds,
+        // and a tombstone of a key that is not there is harmless. The group's own record goes
+        // last, so a load that sees it has seen the rest.
+        out.extend([ConsumerRecord::Topics(None), ConsumerRecord::TargetEpoch(None), ConsumerRecord::Epoch(None)]);
+        out
     }
 
     pub fn is_empty(&self) -> bool {
@@ -341,6 +645,7 @@ impl ConsumerGroup {
                     rack_id: None,
                     client_id: String::new(),
                     client_host: String::new(),
+                    principal: String::new(),
                     subscribed: Vec::new(),
                     regex: None,
                     compiled: None,
@@ -421,6 +726,7 @@ impl ConsumerGroup {
             m.session_deadline = now + session;
             m.client_id = req.client_id.clone();
             m.client_host = req.client_host.clone();
+            m.principal = req.principal.clone();
             if req.rack_id.is_some() {
                 m.rack_id = req.rack_id.clone();
             }
@@ -557,7 +863,11 @@ impl ConsumerGroup {
             let names = topics.names();
             for m in self.members.values_mut() {
                 let Some(r) = &m.compiled else { continue };
-                let matched: Vec<String> = names.iter().filter(|n| r.is_match(n)).cloned().collect();
+                let matched: Vec<String> = names
+                    .iter()
+                    .filter(|n| r.is_match(n) && topics.may_describe(&m.principal, m.host(), n))
+                    .cloned()
+                    .collect();
                 if matched != m.matched {
                     m.matched = matched;
                     changed = true;

@@ -245,3 +245,116 @@ fn commit_validation() {
     assert!(g.validate_fetch(None, -1).is_ok());
     assert_eq!(g.validate_fetch(Some("a"), 99), Err(ResponseError::StaleMemberEpoch));
 }
+
+/// A view where `principal` may describe only the listed topics.
+struct Acl<'a>(Named, &'a str, Vec<&'a str>);
+
+impl TopicView for Acl<'_> {
+    fn info(&self, name: &str) -> Option<TopicInfo> {
+        self.0.info(name)
+    }
+    fn names(&self) -> Vec<String> {
+        self.0.names()
+    }
+    fn may_describe(&self, principal: &str, _host: &str, topic: &str) -> bool {
+        principal != self.1 || self.2.contains(&topic)
+    }
+}
+
+#[test]
+fn regex_matches_only_topics_the_member_may_describe() {
+    let mut g = group();
+    let view = Acl(Named(vec!["claims-eu", "claims-us"]), "User:alice", vec!["claims-eu"]);
+    let mut j = join("a");
+    j.subscribed_topic_names = None;
+    j.subscribed_topic_regex = Some("claims-.*".into());
+    j.principal = "User:alice".into();
+    let r = g.heartbeat(j, &view, 0).unwrap();
+    let got: Vec<Uuid> = r.assignment.unwrap().keys().copied().collect();
+    assert_eq!(got, vec![view.info("claims-eu").unwrap().0]);
+    assert_eq!(g.subscribed_topics(), ["claims-eu".to_string()].into_iter().collect());
+
+    // Another principal with the same regex sees both; alice's member still only gets hers.
+    let mut j = join("b");
+    j.subscribed_topic_names = None;
+    j.subscribed_topic_regex = Some("claims-.*".into());
+    j.principal = "User:bob".into();
+    g.heartbeat(j, &view, 1).unwrap();
+    assert_eq!(g.subscribed_topics().len(), 2);
+    let us = view.info("claims-us").unwrap().0;
+    assert!(!g.target["a"].contains_key(&us), "alice's member is never given claims-us");
+}
+
+/// Replays records the way the coordinator does after a restart.
+fn reload(g: &mut ConsumerGroup, log: &mut Vec<ConsumerRecord>, now: i64) -> ConsumerGroup {
+    log.extend(g.take_changes());
+    let mut image = ConsumerImage::default();
+    for r in log.iter().cloned() {
+        image.apply(r);
+    }
+    ConsumerGroup::restore("g", ConsumerSettings::default(), image, now)
+}
+
+#[test]
+fn restored_group_carries_on_without_fencing_or_rebalance() {
+    let mut g = group();
+    let mut log = Vec::new();
+    let mut bad = join("a");
+    bad.rebalance_timeout_ms = -1;
+    assert!(g.heartbeat(bad, &topics(4), 0).is_err());
+    assert_eq!(g.take_changes(), vec![], "a refused first join writes nothing");
+    let a = g.heartbeat(join("a"), &topics(4), 0).unwrap();
+    let b = g.heartbeat(join("b"), &topics(4), 1).unwrap();
+    // a gives up what b is to get, then both are stable.
+    let a = g.heartbeat(hb("a", a.member_epoch, owned(&[0, 1, 2, 3])), &topics(4), 2).unwrap();
+    let a_parts = parts(a.assignment.as_ref().unwrap());
+    let a = g.heartbeat(hb("a", a.member_epoch, owned(&a_parts)), &topics(4), 3).unwrap();
+    let b = g.heartbeat(hb("b", b.member_epoch, owned(&[])), &topics(4), 4).unwrap();
+    let b_parts = parts(b.assignment.as_ref().unwrap());
+    assert_eq!(a_parts.len() + b_parts.len(), 4);
+    assert_eq!(g.state(), ConsumerGroupState::Stable);
+    let epoch = g.group_epoch;
+
+    let mut r = reload(&mut g, &mut log, 100);
+    assert_eq!(r.take_changes(), vec![], "a restored group has nothing new to write");
+    assert_eq!((r.group_epoch, r.assignment_epoch, r.state()), (epoch, epoch, ConsumerGroupState::Stable));
+    let ra = r.heartbeat(hb("a", a.member_epoch, owned(&a_parts)), &topics(4), 101).unwrap();
+    let rb = r.heartbeat(hb("b", b.member_epoch, owned(&b_parts)), &topics(4), 102).unwrap();
+    assert_eq!((ra.member_epoch, ra.assignment), (a.member_epoch, None), "no new epoch, nothing to change");
+    assert_eq!((rb.member_epoch, rb.assignment), (b.member_epoch, None));
+    assert_eq!(r.group_epoch, epoch, "no rebalance");
+    assert_eq!(r.take_changes(), vec![], "plain heartbeats write nothing");
+
+    // A member leaving is a tombstone: after another reload only b is there.
+    r.heartbeat(hb("a", -1, None), &topics(4), 103).unwrap();
+    let changes = r.take_changes();
+    assert!(changes.contains(&ConsumerRecord::Member("a".into(), None)));
+    log.extend(changes);
+    let mut r2 = reload(&mut r, &mut log, 200);
+    assert_eq!(r2.members.keys().collect::<Vec<_>>(), vec!["b"]);
+    // A session that ends after the restart removes the member as before.
+    assert_eq!(r2.tick(200 + 45_000), vec!["b".to_string()]);
+    // A deleted group leaves no live image.
+    log.extend(r2.take_tombstones());
+    let mut image = ConsumerImage::default();
+    log.into_iter().for_each(|r| image.apply(r));
+    assert!(!image.is_live());
+}
+
+#[test]
+fn restored_member_mid_revocation_keeps_its_state() {
+    let mut g = group();
+    let mut log = Vec::new();
+    let a = g.heartbeat(join("a"), &topics(2), 0).unwrap();
+    g.heartbeat(join("b"), &topics(2), 1).unwrap();
+    let a = g.heartbeat(hb("a", a.member_epoch, owned(&[0, 1])), &topics(2), 2).unwrap();
+    assert_eq!(g.members["a"].state, MemberState::UnrevokedPartitions);
+    let mut r = reload(&mut g, &mut log, 10);
+    assert_eq!(r.members["a"].state, MemberState::UnrevokedPartitions);
+    assert_eq!(r.members["a"].revoking, g.members["a"].revoking);
+    // The member reports the revocation done and moves on as it would have.
+    let kept = parts(a.assignment.as_ref().unwrap());
+    let ra = r.heartbeat(hb("a", a.member_epoch, owned(&kept)), &topics(2), 11).unwrap();
+    assert_eq!(ra.member_epoch, r.assignment_epoch);
+    assert_eq!(r.state(), ConsumerGroupState::Reconciling, "b still to get its partition");
+}

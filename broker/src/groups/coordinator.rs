@@ -23,7 +23,10 @@ use rill_protocol::{Decodable, ResponseError};
 use tokio::sync::oneshot;
 
 use super::assignor::AssignorKind;
-use super::consumer::{ConsumerGroup, ConsumerSettings, HbError, HeartbeatRequest, HeartbeatResponse, TopicView};
+use super::consumer::{
+    ConsumerGroup, ConsumerImage, ConsumerRecord, ConsumerSettings, HbError, HeartbeatRequest, HeartbeatResponse,
+    TopicView,
+};
 use super::offsets_log::{GroupValue, OffsetValue, OffsetsLog, OffsetsRecord, StoredMember, OFFSETS_TOPIC};
 use super::state::{Action, Group, GroupLimits, JoinRequest, JoinResult, Phase, Reply, SyncResult};
 use crate::broker::now_ms;
@@ -55,6 +58,11 @@ struct GroupEntry {
     offsets: BTreeMap<(String, i32), Committed>,
     /// Deleted (tombstoned) and detached from the map; holders of the Arc must look again.
     removed: bool,
+    /// Held from taking a consumer group's changes until they are durable, so the group's
+    /// writes reach the log in the order of its changes (compaction keeps the last per key)
+    /// even where the append itself is asynchronous (Raft). A tokio lock: held across the
+    /// write's `.await`.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A group as metrics and the admin listener show it.
@@ -201,7 +209,21 @@ impl GroupCoordinator {
             "loaded consumer groups from {OFFSETS_TOPIC}"
         );
         *coordinator.groups.lock() = loaded.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))).collect();
-        Ok(Arc::new(coordinator))
+        let coordinator = Arc::new(coordinator);
+        let ids: Vec<String> = coordinator.groups.lock().keys().cloned().collect();
+        coordinator.schedule_restored(&ids);
+        Ok(coordinator)
+    }
+
+    /// Restored consumer groups' members expire if they do not come back within a session.
+    fn schedule_restored(self: &Arc<Self>, ids: &[String]) {
+        for id in ids {
+            let Some(entry) = self.get(id) else { continue };
+            let at = entry.lock().consumer.as_mut().and_then(|c| c.wake_needed());
+            if let Some(at) = at {
+                self.schedule_consumer_tick(id, at);
+            }
+        }
     }
 
     /// Cluster mode: a coordinator without groups until `__consumer_offsets` exists (see
@@ -245,15 +267,17 @@ impl GroupCoordinator {
         }
     }
 
-    fn load_as_leader(&self, k: usize, p: &Partition, term: u64) -> anyhow::Result<()> {
+    fn load_as_leader(self: &Arc<Self>, k: usize, p: &Partition, term: u64) -> anyhow::Result<()> {
         let mut fresh = HashMap::new();
         let records = self.load_partition(p, &mut fresh)?;
         let n = self.log.partitions().len();
         let mut groups = self.groups.lock();
         groups.retain(|id, _| super::offsets_log::partition_for(id, n) != k);
         let count = fresh.len();
+        let ids: Vec<String> = fresh.keys().cloned().collect();
         groups.extend(fresh.into_iter().map(|(k, v)| (k, Arc::new(Mutex::new(v)))));
         drop(groups);
+        self.schedule_restored(&ids);
         if let Some(l) = &self.loaded {
             l.lock().insert(k, term);
         }
@@ -312,7 +336,10 @@ impl GroupCoordinator {
     /// Replays one offsets partition into `loaded`.
     fn load_partition(&self, p: &Partition, loaded: &mut HashMap<String, GroupEntry>) -> anyhow::Result<usize> {
         let now = now_ms();
-        OffsetsLog::replay_partition(p, |log_offset, rec| {
+        // A consumer group's records are gathered whole before it is rebuilt: its member,
+        // assignment and epoch records may come in any order.
+        let mut images: HashMap<String, ConsumerImage> = HashMap::new();
+        let n = OffsetsLog::replay_partition(p, |log_offset, rec| {
             let group = rec.group().to_string();
             match rec {
                 OffsetsRecord::Offset { topic, partition, value, .. } => match value {
@@ -335,9 +362,19 @@ impl GroupCoordinator {
                 }
                 OffsetsRecord::Group { value: None, .. } => {
                     loaded.remove(&group);
+                    images.remove(&group);
                 }
+                OffsetsRecord::Consumer { rec, .. } => images.entry(group).or_default().apply(rec),
             }
-        })
+        })?;
+        for (group, image) in images {
+            if !image.is_live() {
+                continue;
+            }
+            let e = loaded.entry(group.clone()).or_insert_with(|| self.new_entry(&group, now));
+            e.consumer = Some(ConsumerGroup::restore(&group, self.config.consumer.clone(), image, now));
+        }
+        Ok(n)
     }
 
     pub fn config(&self) -> &CoordinatorConfig {
@@ -350,6 +387,7 @@ impl GroupCoordinator {
             consumer: None,
             offsets: BTreeMap::new(),
             removed: false,
+            write_turn: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -448,8 +486,12 @@ impl GroupCoordinator {
                 Some(c) if !c.is_empty() => {
                     return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id)
                 }
-                // An empty consumer group becomes a classic one.
-                Some(_) => e.consumer = None,
+                // An empty consumer group becomes a classic one; its consumer records go.
+                Some(_) => {
+                    let tombstones = e.consumer.take().map(|mut c| c.take_tombstones()).unwrap_or_default();
+                    let records = consumer_records(group_id, tombstones);
+                    self.append_in_background(group_id, &records);
+                }
                 None => {}
             }
         }
@@ -523,17 +565,89 @@ impl GroupCoordinator {
     // The consumer group protocol (KIP-848)
     // --------------------------------------------------------------------------------------
 
-    /// ConsumerGroupHeartbeat. `topics` resolves subscribed topic names.
-    pub fn consumer_heartbeat(
+    /// ConsumerGroupHeartbeat. `topics` resolves subscribed topic names. Answers once what the
+    /// heartbeat changed is durable, so an epoch or assignment a member was given survives a
+    /// coordinator crash.
+    pub async fn consumer_heartbeat(
+        self: &Arc<Self>,
+        group_id: &str,
+        req: HeartbeatRequest,
+        topics: &(dyn TopicView + Sync),
+    ) -> Result<HeartbeatResponse, HbError> {
+        let (entry, r) = self.consumer_heartbeat_in_memory(group_id, req, topics)?;
+        self.persist_consumer(group_id, &entry).await.map_err(|e| (e, None))?;
+        r
+    }
+
+    /// Writes what changed in a consumer group since its last write (nothing for a plain
+    /// heartbeat) and waits until it is durable.
+    async fn persist_consumer(&self, group_id: &str, entry: &Arc<Mutex<GroupEntry>>) -> Result<(), ResponseError> {
+        let turn = entry.lock().write_turn.clone();
+        let _turn = turn.lock().await;
+        let records = {
+            let mut e = entry.lock();
+            if e.removed {
+                return Ok(());
+            }
+            let Some(c) = e.consumer.as_mut() else { return Ok(()) };
+            consumer_records(group_id, c.take_changes())
+        };
+        if records.is_empty() {
+            return Ok(());
+        }
+        let r = self.write_durably(group_id, &records).await;
+        if r.is_err() {
+            if let Some(c) = entry.lock().consumer.as_mut() {
+                c.persist_failed();
+            }
+        }
+        r
+    }
+
+    /// Appends records and waits for them to be durable: fsynced on a single node, committed
+    /// by a quorum in a cluster.
+    async fn write_durably(&self, group_id: &str, records: &[OffsetsRecord]) -> Result<(), ResponseError> {
+        let now = now_ms();
+        if self.is_cluster() {
+            return self.log.append_replicated(group_id, records, now).await.map(|_| ()).map_err(|e| match e {
+                KafkaError::NotLeaderOrFollower | KafkaError::LeaderNotAvailable => ResponseError::NotCoordinator,
+                other => {
+                    tracing::error!(group = group_id, error = %other, "writing consumer group state failed");
+                    ResponseError::CoordinatorNotAvailable
+                }
+            });
+        }
+        let appended = self.log.append(group_id, records, now).map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "writing consumer group state failed");
+            ResponseError::CoordinatorNotAvailable
+        })?;
+        let p = appended.partition.clone();
+        let upto = appended.sync_upto;
+        match tokio::task::spawn_blocking(move || p.log.sync(upto)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(group = group_id, error = %e, "fsync of consumer group state failed");
+                Err(ResponseError::CoordinatorNotAvailable)
+            }
+            Err(_) => Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// The state machine part of a ConsumerGroupHeartbeat; returns the group's entry for the
+    /// write that follows.
+    #[allow(clippy::type_complexity)]
+    fn consumer_heartbeat_in_memory(
         self: &Arc<Self>,
         group_id: &str,
         req: HeartbeatRequest,
         topics: &dyn TopicView,
-    ) -> Result<HeartbeatResponse, HbError> {
+    ) -> Result<(Arc<Mutex<GroupEntry>>, Result<HeartbeatResponse, HbError>), HbError> {
         let joining = req.member_epoch == 0;
         for _ in 0..3 {
-            // Only a join creates a group; other heartbeats to a group that is not there (it
-            // is not kept across restarts) get UNKNOWN_MEMBER_ID, and the member rejoins.
+            // Only a join creates a group. Other heartbeats to a group that is not there get
+            // UNKNOWN_MEMBER_ID, so the member rejoins: Kafka says GROUP_ID_NOT_FOUND, which its
+            // clients treat as fatal, and members of a group written by a Rill that did not
+            // store consumer groups yet would otherwise fail after the upgrade.
             let entry = if joining { Some(self.get_or_create(group_id)) } else { self.get(group_id) };
             let Some(entry) = entry else {
                 return Err((ResponseError::UnknownMemberId, Some(format!("Group {group_id} has no such member"))));
@@ -545,12 +659,15 @@ impl GroupCoordinator {
             let now = now_ms();
             if e.consumer.is_none() {
                 if !e.group.has_no_members() || e.group.phase != Phase::Empty {
-                    // What Kafka answers when an online upgrade is not possible.
+                    // Kafka's answer when it does not upgrade a classic group in place (online
+                    // migration, which Rill does not implement); the reason goes to the log.
+                    tracing::info!(
+                        group = group_id,
+                        "cannot upgrade classic group to consumer group: online migration is not supported"
+                    );
                     return Err((
                         ResponseError::GroupIdNotFound,
-                        Some(format!(
-                            "Cannot upgrade classic group {group_id} to consumer group because the online upgrade is disabled."
-                        )),
+                        Some(format!("Group {group_id} is not a consumer group")),
                     ));
                 }
                 if !joining {
@@ -563,7 +680,8 @@ impl GroupCoordinator {
             if let Some(at) = c.wake_needed() {
                 self.schedule_consumer_tick(group_id, at);
             }
-            return r;
+            drop(e);
+            return Ok((entry, r));
         }
         Err((ResponseError::CoordinatorNotAvailable, None))
     }
@@ -576,17 +694,22 @@ impl GroupCoordinator {
         rt.spawn(async move {
             tokio::time::sleep(wait).await;
             let Some(entry) = me.get(&id) else { return };
-            let mut e = entry.lock();
-            if e.removed {
-                return;
+            {
+                let mut e = entry.lock();
+                if e.removed {
+                    return;
+                }
+                let Some(c) = e.consumer.as_mut() else { return };
+                let gone = c.tick(now_ms());
+                if !gone.is_empty() {
+                    tracing::info!(group = %id, members = ?gone, "consumer group members expired");
+                }
+                if let Some(at) = c.wake_needed() {
+                    me.schedule_consumer_tick(&id, at);
+                }
             }
-            let Some(c) = e.consumer.as_mut() else { return };
-            let gone = c.tick(now_ms());
-            if !gone.is_empty() {
-                tracing::info!(group = %id, members = ?gone, "consumer group members expired");
-            }
-            if let Some(at) = c.wake_needed() {
-                me.schedule_consumer_tick(&id, at);
+            if let Err(e) = me.persist_consumer(&id, &entry).await {
+                tracing::warn!(group = %id, error = ?e, "cannot write consumer group state");
             }
         });
     }
@@ -862,6 +985,9 @@ impl GroupCoordinator {
             .keys()
             .map(|(t, p)| OffsetsRecord::Offset { group: id.clone(), topic: t.clone(), partition: *p, value: None })
             .collect();
+        if let Some(c) = e.consumer.as_mut() {
+            records.extend(consumer_records(&id, c.take_tombstones()));
+        }
         records.push(OffsetsRecord::Group { group: id.clone(), value: None });
         self.append_in_background(&id, &records);
         e.offsets.clear();
@@ -985,6 +1111,10 @@ impl GroupCoordinator {
             }
         }
     }
+}
+
+fn consumer_records(group: &str, recs: Vec<ConsumerRecord>) -> Vec<OffsetsRecord> {
+    recs.into_iter().map(|rec| OffsetsRecord::Consumer { group: group.to_string(), rec }).collect()
 }
 
 /// What the group looks like in `__consumer_offsets`.

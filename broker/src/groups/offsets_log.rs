@@ -13,13 +13,27 @@
 //!                     client_id str, client_host str, rebalance_timeout i32, session_timeout i32,
 //!                     subscription bytes, assignment bytes]
 //! ```
+//! Consumer groups of KIP-848 use Kafka's `ConsumerGroup*` records: the key is the record
+//! type as version (3 metadata, 4 partition metadata, 5 member metadata, 6 target assignment
+//! metadata, 7 target assignment member, 8 current member assignment), then the group id and,
+//! for per-member records, the member id; values are version 0 in the flexible format
+//! (compact strings and arrays, tagged fields), as in Kafka's JSON schemas. The member
+//! metadata value carries two Rill tagged fields Kafka skips: the member's principal
+//! (tag 20000) and the topics its regex matched (tag 20001).
+//!
 //! A group's records all go to partition `abs(javaHashCode(group)) % partitions`, as in Kafka, so
 //! they are ordered by the log.
 
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
 use bytes::{Buf, BufMut, Bytes};
 use rill_protocol::records::{self, EncodeOptions, RecordIn};
+use uuid::Uuid;
+
+use super::assignor::Assignment;
+use super::consumer::{ConsumerRecord, MemberState, StoredAssignment, StoredConsumerMember, TopicInfo};
 
 use crate::error::KafkaError;
 use crate::topics::Partition;
@@ -72,8 +86,259 @@ pub struct GroupValue {
 /// One record of `__consumer_offsets`; `None` values are tombstones.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OffsetsRecord {
-    Offset { group: String, topic: String, partition: i32, value: Option<OffsetValue> },
-    Group { group: String, value: Option<GroupValue> },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
+    Group {
+        group: String,
+        value: Option<GroupValue>,
+    },
+    /// A record of a consumer (KIP-848) group.
+    Consumer {
+        group: String,
+        rec: ConsumerRecord,
+    },
+}
+
+/// Rill's tagged fields in ConsumerGroupMemberMetadataValue (high, clear of Kafka's).
+const TAG_PRINCIPAL: u32 = 20000;
+const TAG_MATCHED: u32 = 20001;
+
+fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+fn put_compact_str(out: &mut Vec<u8>, s: &str) {
+    put_uvarint(out, s.len() as u32 + 1);
+    out.put_slice(s.as_bytes());
+}
+
+fn put_compact_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_compact_str(out, s),
+        None => put_uvarint(out, 0),
+    }
+}
+
+fn put_compact_strs(out: &mut Vec<u8>, v: &[String]) {
+    put_uvarint(out, v.len() as u32 + 1);
+    for s in v {
+        put_compact_str(out, s);
+    }
+}
+
+/// `[]TopicPartitions{TopicId uuid, Partitions []int32}` (each struct with empty tagged fields).
+fn put_topic_partitions(out: &mut Vec<u8>, a: &Assignment) {
+    put_uvarint(out, a.len() as u32 + 1);
+    for (t, ps) in a {
+        out.put_slice(t.as_bytes());
+        put_uvarint(out, ps.len() as u32 + 1);
+        for p in ps {
+            out.put_i32(*p);
+        }
+        put_uvarint(out, 0);
+    }
+}
+
+fn flex_value(body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.put_i16(0);
+    body(&mut out);
+    out
+}
+
+fn encode_consumer(group: &str, rec: &ConsumerRecord) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut key = Vec::new();
+    let (kind, member) = match rec {
+        ConsumerRecord::Epoch(_) => (3, None),
+        ConsumerRecord::Topics(_) => (4, None),
+        ConsumerRecord::Member(m, _) => (5, Some(m)),
+        ConsumerRecord::TargetEpoch(_) => (6, None),
+        ConsumerRecord::Target(m, _) => (7, Some(m)),
+        ConsumerRecord::Current(m, _) => (8, Some(m)),
+    };
+    key.put_i16(kind);
+    put_str(&mut key, group);
+    if let Some(m) = member {
+        put_str(&mut key, m);
+    }
+    let value = match rec {
+        ConsumerRecord::Epoch(v) | ConsumerRecord::TargetEpoch(v) => v.map(|e| {
+            flex_value(|out| {
+                out.put_i32(e);
+                put_uvarint(out, 0);
+            })
+        }),
+        ConsumerRecord::Topics(v) => v.as_ref().map(|topics| {
+            flex_value(|out| {
+                put_uvarint(out, topics.len() as u32 + 1);
+                for (name, (id, n)) in topics {
+                    out.put_slice(id.as_bytes());
+                    put_compact_str(out, name);
+                    out.put_i32(*n);
+                    put_uvarint(out, 1); // PartitionMetadata: empty (unused since Kafka 4.0)
+                    put_uvarint(out, 0);
+                }
+                put_uvarint(out, 0);
+            })
+        }),
+        ConsumerRecord::Member(_, v) => v.as_ref().map(|m| {
+            flex_value(|out| {
+                put_compact_opt_str(out, m.instance_id.as_deref());
+                put_compact_opt_str(out, m.rack_id.as_deref());
+                put_compact_str(out, &m.client_id);
+                put_compact_str(out, &m.client_host);
+                put_compact_strs(out, &m.subscribed);
+                put_compact_opt_str(out, m.regex.as_deref());
+                out.put_i32(m.rebalance_timeout_ms);
+                put_compact_opt_str(out, m.server_assignor.as_deref());
+                let mut principal = Vec::new();
+                put_compact_str(&mut principal, &m.principal);
+                let mut matched = Vec::new();
+                put_compact_strs(&mut matched, &m.matched);
+                put_uvarint(out, 2);
+                for (tag, data) in [(TAG_PRINCIPAL, principal), (TAG_MATCHED, matched)] {
+                    put_uvarint(out, tag);
+                    put_uvarint(out, data.len() as u32);
+                    out.put_slice(&data);
+                }
+            })
+        }),
+        ConsumerRecord::Target(_, v) => v.as_ref().map(|a| {
+            flex_value(|out| {
+                put_topic_partitions(out, a);
+                put_uvarint(out, 0);
+            })
+        }),
+        ConsumerRecord::Current(_, v) => v.as_ref().map(|a| {
+            flex_value(|out| {
+                out.put_i32(a.member_epoch);
+                out.put_i32(a.previous_epoch);
+                out.put_i8(match a.state {
+                    MemberState::Stable => 0,
+                    MemberState::UnrevokedPartitions => 1,
+                    MemberState::UnreleasedPartitions => 2,
+                });
+                put_topic_partitions(out, &a.assigned);
+                put_topic_partitions(out, &a.revoking);
+                put_uvarint(out, 0);
+            })
+        }),
+    };
+    (key, value)
+}
+
+fn decode_consumer(kind: i16, k: &mut Reader<'_>, value: Option<&[u8]>) -> Option<OffsetsRecord> {
+    let group = k.str()?;
+    let member = if matches!(kind, 5 | 7 | 8) { Some(k.str()?) } else { None };
+    let mut r = value.map(Reader);
+    // Only version 0 is known; a later version is a superset Kafka would read as such, but
+    // its fields' meaning is unknown here: skip it rather than guess.
+    if let Some(r) = &mut r {
+        if r.i16()? != 0 {
+            return None;
+        }
+    }
+    let rec = match kind {
+        3 => ConsumerRecord::Epoch(match r {
+            None => None,
+            Some(mut r) => Some(r.i32()?),
+        }),
+        6 => ConsumerRecord::TargetEpoch(match r {
+            None => None,
+            Some(mut r) => Some(r.i32()?),
+        }),
+        4 => ConsumerRecord::Topics(match r {
+            None => None,
+            Some(mut r) => {
+                let n = r.compact_len()?;
+                let mut topics = BTreeMap::new();
+                for _ in 0..n {
+                    let id = r.uuid()?;
+                    let name = r.compact_str()?;
+                    let partitions = r.i32()?;
+                    let racks = r.compact_len()?;
+                    for _ in 0..racks {
+                        r.i32()?;
+                        let k = r.compact_len()?;
+                        for _ in 0..k {
+                            r.compact_str()?;
+                        }
+                        r.skip_tags()?;
+                    }
+                    r.skip_tags()?;
+                    topics.insert(name, (id, partitions) as TopicInfo);
+                }
+                Some(topics)
+            }
+        }),
+        5 => ConsumerRecord::Member(
+            member?,
+            match r {
+                None => None,
+                Some(mut r) => {
+                    let mut m = StoredConsumerMember {
+                        instance_id: r.compact_opt_str()?,
+                        rack_id: r.compact_opt_str()?,
+                        client_id: r.compact_str()?,
+                        client_host: r.compact_str()?,
+                        subscribed: r.compact_strs()?,
+                        regex: r.compact_opt_str()?,
+                        rebalance_timeout_ms: r.i32()?,
+                        server_assignor: r.compact_opt_str()?,
+                        ..Default::default()
+                    };
+                    let tags = r.uvarint()?;
+                    for _ in 0..tags {
+                        let tag = r.uvarint()?;
+                        let len = r.uvarint()? as usize;
+                        r.need(len)?;
+                        let mut field = Reader(&r.0[..len]);
+                        match tag {
+                            TAG_PRINCIPAL => m.principal = field.compact_str()?,
+                            TAG_MATCHED => m.matched = field.compact_strs()?,
+                            _ => {}
+                        }
+                        r.0.advance(len);
+                    }
+                    Some(m)
+                }
+            },
+        ),
+        7 => ConsumerRecord::Target(
+            member?,
+            match r {
+                None => None,
+                Some(mut r) => Some(r.topic_partitions()?),
+            },
+        ),
+        8 => ConsumerRecord::Current(
+            member?,
+            match r {
+                None => None,
+                Some(mut r) => Some(StoredAssignment {
+                    member_epoch: r.i32()?,
+                    previous_epoch: r.i32()?,
+                    state: match r.i8()? {
+                        1 => MemberState::UnrevokedPartitions,
+                        2 => MemberState::UnreleasedPartitions,
+                        _ => MemberState::Stable,
+                    },
+                    assigned: r.topic_partitions()?,
+                    revoking: r.topic_partitions()?,
+                }),
+            },
+        ),
+        _ => return None,
+    };
+    Some(OffsetsRecord::Consumer { group, rec })
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -99,6 +364,77 @@ struct Reader<'a>(&'a [u8]);
 impl Reader<'_> {
     fn need(&self, n: usize) -> Option<()> {
         (self.0.remaining() >= n).then_some(())
+    }
+    fn i8(&mut self) -> Option<i8> {
+        self.need(1)?;
+        Some(self.0.get_i8())
+    }
+    fn uvarint(&mut self) -> Option<u32> {
+        let mut v: u32 = 0;
+        for shift in (0..35).step_by(7) {
+            self.need(1)?;
+            let b = self.0.get_u8();
+            v |= ((b & 0x7f) as u32) << shift;
+            if b & 0x80 == 0 {
+                return Some(v);
+            }
+        }
+        None
+    }
+    /// A compact array's length (null reads as empty).
+    fn compact_len(&mut self) -> Option<usize> {
+        Some(self.uvarint()?.saturating_sub(1) as usize)
+    }
+    fn compact_opt_str(&mut self) -> Option<Option<String>> {
+        let n = self.uvarint()?;
+        if n == 0 {
+            return Some(None);
+        }
+        let len = n as usize - 1;
+        self.need(len)?;
+        let s = String::from_utf8_lossy(&self.0[..len]).into_owned();
+        self.0.advance(len);
+        Some(Some(s))
+    }
+    fn compact_str(&mut self) -> Option<String> {
+        self.compact_opt_str()?
+    }
+    fn compact_strs(&mut self) -> Option<Vec<String>> {
+        let n = self.compact_len()?;
+        // Each string takes at least a byte: a length beyond the data is malformed.
+        self.need(n)?;
+        (0..n).map(|_| self.compact_str()).collect()
+    }
+    fn uuid(&mut self) -> Option<Uuid> {
+        self.need(16)?;
+        let id = Uuid::from_slice(&self.0[..16]).ok()?;
+        self.0.advance(16);
+        Some(id)
+    }
+    fn skip_tags(&mut self) -> Option<()> {
+        for _ in 0..self.uvarint()? {
+            self.uvarint()?;
+            let len = self.uvarint()? as usize;
+            self.need(len)?;
+            self.0.advance(len);
+        }
+        Some(())
+    }
+    fn topic_partitions(&mut self) -> Option<Assignment> {
+        let n = self.compact_len()?;
+        self.need(n)?;
+        let mut a = Assignment::new();
+        for _ in 0..n {
+            let t = self.uuid()?;
+            let k = self.compact_len()?;
+            self.need(k.saturating_mul(4))?;
+            let ps: std::collections::BTreeSet<i32> = (0..k).map(|_| self.0.get_i32()).collect();
+            self.skip_tags()?;
+            if !ps.is_empty() {
+                a.entry(t).or_default().extend(ps);
+            }
+        }
+        Some(a)
     }
     fn i16(&mut self) -> Option<i16> {
         self.need(2)?;
@@ -140,7 +476,9 @@ impl Reader<'_> {
 impl OffsetsRecord {
     pub fn group(&self) -> &str {
         match self {
-            OffsetsRecord::Offset { group, .. } | OffsetsRecord::Group { group, .. } => group,
+            OffsetsRecord::Offset { group, .. }
+            | OffsetsRecord::Group { group, .. }
+            | OffsetsRecord::Consumer { group, .. } => group,
         }
     }
 
@@ -190,6 +528,7 @@ impl OffsetsRecord {
                 });
                 (key, value)
             }
+            OffsetsRecord::Consumer { group, rec } => encode_consumer(group, rec),
         }
     }
 
@@ -254,6 +593,7 @@ impl OffsetsRecord {
                 };
                 Some(OffsetsRecord::Group { group, value })
             }
+            kind @ 3..=8 => decode_consumer(kind, &mut k, value),
             _ => None,
         }
     }
@@ -419,6 +759,63 @@ mod tests {
             assert_eq!(OffsetsRecord::decode(&k, v.as_deref()), Some(r));
         }
         assert_eq!(OffsetsRecord::decode(&[0, 9], None), None);
+    }
+
+    #[test]
+    fn consumer_records_round_trip_in_kafka_layout() {
+        let t = Uuid::from_u128(0x1234);
+        let mut a = Assignment::new();
+        a.insert(t, [0, 2, 5].into_iter().collect());
+        let member = StoredConsumerMember {
+            instance_id: Some("i-1".into()),
+            rack_id: None,
+            client_id: "c".into(),
+            client_host: "/127.0.0.1".into(),
+            subscribed: vec!["a".into(), "b".into()],
+            regex: Some("claims-.*".into()),
+            rebalance_timeout_ms: 300000,
+            server_assignor: Some("uniform".into()),
+            principal: "User:alice".into(),
+            matched: vec!["claims-eu".into()],
+        };
+        let current = StoredAssignment {
+            member_epoch: 7,
+            previous_epoch: 6,
+            state: MemberState::UnrevokedPartitions,
+            assigned: a.clone(),
+            revoking: Assignment::new(),
+        };
+        let recs = [
+            ConsumerRecord::Epoch(Some(9)),
+            ConsumerRecord::Epoch(None),
+            ConsumerRecord::Topics(Some([("claims-eu".to_string(), (t, 6))].into_iter().collect())),
+            ConsumerRecord::Topics(None),
+            ConsumerRecord::Member("m".into(), Some(member)),
+            ConsumerRecord::Member("m".into(), None),
+            ConsumerRecord::TargetEpoch(Some(8)),
+            ConsumerRecord::Target("m".into(), Some(a)),
+            ConsumerRecord::Target("m".into(), None),
+            ConsumerRecord::Current("m".into(), Some(current)),
+            ConsumerRecord::Current("m".into(), None),
+        ];
+        for rec in recs {
+            let r = OffsetsRecord::Consumer { group: "g".into(), rec };
+            let (k, v) = r.encode();
+            assert_eq!(OffsetsRecord::decode(&k, v.as_deref()), Some(r));
+        }
+        // Kafka's bytes for ConsumerGroupMetadataKey("g") / Value{Epoch: 9}: the key's version
+        // is the record type, the value is flexible (an empty tagged-field section ends it).
+        let (k, v) = OffsetsRecord::Consumer { group: "g".into(), rec: ConsumerRecord::Epoch(Some(9)) }.encode();
+        assert_eq!(k, vec![0, 3, 0, 1, b'g']);
+        assert_eq!(v.unwrap(), vec![0, 0, 0, 0, 0, 9, 0]);
+        // A value with a truncated tagged field is skipped, not misread.
+        let (k, v) = OffsetsRecord::Consumer {
+            group: "g".into(),
+            rec: ConsumerRecord::Member("m".into(), Some(StoredConsumerMember::default())),
+        }
+        .encode();
+        let v = v.unwrap();
+        assert_eq!(OffsetsRecord::decode(&k, Some(&v[..v.len() - 2])), None);
         assert_eq!(OffsetsRecord::decode(&[0, 1, 0, 5, b'a'], None), None);
     }
 }

@@ -563,7 +563,8 @@ fn to_assignment(tps: Vec<consumer_group_heartbeat_request::TopicPartitions>) ->
 }
 
 /// The broker's topics for a consumer group: lookups by name, and the names a regex
-/// subscription may match (not the internal topics, as in Kafka).
+/// subscription may match (not the internal topics, and only those the member may DESCRIBE, as
+/// in Kafka).
 struct BrokerTopics<'a>(&'a Broker);
 
 impl TopicView for BrokerTopics<'_> {
@@ -583,9 +584,14 @@ impl TopicView for BrokerTopics<'_> {
         names.sort();
         names
     }
+
+    fn may_describe(&self, principal: &str, host: &str, topic: &str) -> bool {
+        use crate::security::acl::code::{DESCRIBE, TOPIC};
+        self.0.security.authorize(principal, host, DESCRIBE, TOPIC, topic)
+    }
 }
 
-pub fn consumer_group_heartbeat(
+pub async fn consumer_group_heartbeat(
     broker: &Arc<Broker>,
     req: ConsumerGroupHeartbeatRequest,
     version: i16,
@@ -613,8 +619,9 @@ pub fn consumer_group_heartbeat(
         owned: req.topic_partitions.map(to_assignment),
         client_id: client_id.unwrap_or_default().to_string(),
         client_host: format!("/{}", ctx.peer.ip()),
+        principal: ctx.principal.clone(),
     };
-    match broker.groups.consumer_heartbeat(&req.group_id.0, hb, &BrokerTopics(broker)) {
+    match broker.groups.consumer_heartbeat(&req.group_id.0, hb, &BrokerTopics(broker)).await {
         Err((e, msg)) => resp.with_error_code(e.code()).with_error_message(msg.map(s)).with_member_epoch(-1),
         Ok(r) => resp
             .with_member_id(Some(s(r.member_id)))

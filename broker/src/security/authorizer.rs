@@ -223,6 +223,23 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
                     (version < 4 || r.allow_auto_topic_creation) && broker.config.auto_create_topics_enable;
                 let mut ok = Vec::new();
                 for t in list {
+                    // By topic id (v10+, what KIP-848 consumers send for their assigned topics):
+                    // the ACL is on the name the id stands for. A denied id is answered as an
+                    // unknown one, as Kafka does, so ids do not reveal what exists.
+                    if t.name.as_ref().is_none_or(|n| n.0.is_empty()) && !t.topic_id.is_nil() {
+                        let known = broker.topics.get_by_id(&t.topic_id).map(|x| x.name.clone());
+                        if known.is_none_or(|name| c.topic(DESCRIBE, &name)) {
+                            ok.push(t);
+                        } else {
+                            denied.push(
+                                metadata_response::MetadataResponseTopic::default()
+                                    .with_topic_id(t.topic_id)
+                                    .with_error_code(ResponseError::UnknownTopicId.code())
+                                    .with_topic_authorized_operations(i32::MIN),
+                            );
+                        }
+                        continue;
+                    }
                     let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
                         ok.push(t);
                         continue;

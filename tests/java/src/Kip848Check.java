@@ -22,6 +22,15 @@ import org.apache.kafka.common.serialization.StringDeserializer;
  *     subscribe(SubscriptionPattern "<prefix>-.*") (server-side regex, KIP-848): reads the <records> records of
  *     <prefix>-a and <prefix>-b and nothing of <prefix>x-c; a topic <prefix>-new created afterwards joins the
  *     assignment and its records are read too.
+ *   Kip848Check restart <bootstrap> <topic> <partitions> <group> <uniform|range> <records>
+ *     across a coordinator restart driven by the caller: reads records 0..records-1 (commitSync after each),
+ *     prints "READY member=<id> epoch=<n>" and keeps polling (heartbeating) until a line arrives on stdin (the
+ *     broker was killed and restarted meanwhile); then produces records..2*records-1 and reads exactly those.
+ *     The member keeps its id, epoch and assignment throughout: no revocation, no lost partitions, no new
+ *     assignment, no record twice.
+ *   Kip848Check regexacl <bootstrap> <prefix> <partitions> <group> <uniform|range> <records> <client.properties>
+ *     subscribe(SubscriptionPattern "<prefix>-.*") as a principal (from the properties file) that may describe
+ *     <prefix>-a but not <prefix>-b: reads all of <prefix>-a and is never assigned a partition of <prefix>-b.
  *   Kip848Check two <bootstrap> <topic> <partitions> <group> <uniform|range>
  *     as GroupTwoMembersCheck: A alone owns everything; B joins and the partitions are split; B leaves and
  *     A owns everything again; every record produced meanwhile is consumed exactly once.
@@ -47,6 +56,8 @@ public class Kip848Check {
                 Integer.parseInt(a[6]), Integer.parseInt(a[7]), Integer.parseInt(a[8]));
         else if (mode.equals("two")) two(bootstrap, topic, partitions, group, assignor);
         else if (mode.equals("regex")) regex(bootstrap, topic, partitions, group, assignor, Integer.parseInt(a[6]));
+        else if (mode.equals("restart")) restart(bootstrap, topic, partitions, group, assignor, Integer.parseInt(a[6]));
+        else if (mode.equals("regexacl")) regexAcl(bootstrap, topic, partitions, group, assignor, Integer.parseInt(a[6]), a[7]);
         else GroupTestUtil.fail("unknown mode " + mode);
     }
 
@@ -111,6 +122,100 @@ public class Kip848Check {
             }
             GroupTestUtil.check(count(seen, prefix + "-new") == records, "the new matching topic was not read: " + sizes(seen));
             System.out.println("OK kip848 regex: " + sizes(seen));
+        }
+    }
+
+    static void restart(String bootstrap, String topic, int partitions, String group, String assignor, int records) throws Exception {
+        Map<Integer, Integer> seen = new HashMap<>();
+        List<String> events = Collections.synchronizedList(new ArrayList<>());
+        Properties p = props(bootstrap, group, assignor);
+        // Generous, so a slow restart is not what the check measures.
+        p.put("request.timeout.ms", "10000");
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
+            c.subscribe(List.of(topic), new ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(Collection<TopicPartition> ps) { if (!ps.isEmpty()) events.add("revoked " + ps); }
+                public void onPartitionsAssigned(Collection<TopicPartition> ps) { if (!ps.isEmpty()) events.add("assigned " + ps); }
+                public void onPartitionsLost(Collection<TopicPartition> ps) { events.add("lost " + ps); }
+            });
+            GroupResumeCheck.consume(c, seen, 0, records, 90_000);
+            GroupTestUtil.check(c.assignment().equals(GroupTestUtil.allPartitions(topic, partitions)),
+                    "sole member should own all partitions, has " + c.assignment());
+            String member = c.groupMetadata().memberId();
+            int epoch = c.groupMetadata().generationId();
+            int eventsBefore = events.size();
+            System.out.println("READY member=" + member + " epoch=" + epoch);
+            System.out.flush();
+            BufferedReaderThread go = new BufferedReaderThread();
+            go.start();
+            long deadline = System.currentTimeMillis() + 180_000;
+            while (!go.done) {
+                GroupTestUtil.check(System.currentTimeMillis() < deadline, "no go from the caller");
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(100)))
+                    GroupTestUtil.fail("unexpected record " + GroupTestUtil.index(r) + " while the broker restarted");
+            }
+            GroupTestUtil.produce(bootstrap, topic, partitions, records, 2 * records);
+            GroupResumeCheck.consume(c, seen, records, 2 * records, 90_000);
+            // Several heartbeats after the restart, so a late fence would show.
+            GroupResumeCheck.idle(c, seen, 12_000, "after the restart");
+            for (int i = 0; i < 2 * records; i++)
+                GroupTestUtil.check(seen.getOrDefault(i, 0) == 1, "record " + i + " consumed " + seen.getOrDefault(i, 0) + " times");
+            List<String> after = new ArrayList<>(events.subList(eventsBefore, events.size()));
+            GroupTestUtil.check(after.isEmpty(), "the assignment changed across the restart: " + after);
+            GroupTestUtil.check(c.groupMetadata().memberId().equals(member), "member id changed: " + member + " -> " + c.groupMetadata().memberId());
+            GroupTestUtil.check(c.groupMetadata().generationId() == epoch, "member epoch changed: " + epoch + " -> " + c.groupMetadata().generationId());
+            GroupTestUtil.check(c.assignment().equals(GroupTestUtil.allPartitions(topic, partitions)), "assignment after the restart " + c.assignment());
+            System.out.println("OK kip848 restart: member " + member + " kept epoch " + epoch + ", read 0.." + (2 * records - 1) + " once");
+        }
+    }
+
+    /** Waits for one line on stdin (the caller's go-ahead). */
+    static class BufferedReaderThread extends Thread {
+        volatile boolean done;
+        BufferedReaderThread() { setDaemon(true); }
+        public void run() {
+            try { new java.io.BufferedReader(new java.io.InputStreamReader(System.in)).readLine(); } catch (Exception e) { }
+            done = true;
+        }
+    }
+
+    static void regexAcl(String bootstrap, String prefix, int partitions, String group, String assignor, int records, String propsFile) throws Exception {
+        Map<String, Set<String>> seen = new HashMap<>();
+        Properties p = props(bootstrap, group, assignor);
+        try (java.io.FileReader r = new java.io.FileReader(propsFile)) { p.load(r); }
+        Set<TopicPartition> everAssigned = Collections.synchronizedSet(new HashSet<>());
+        try (KafkaConsumer<String, String> c = new KafkaConsumer<>(p)) {
+            c.subscribe(new SubscriptionPattern(prefix + "-.*"), new ConsumerRebalanceListener() {
+                public void onPartitionsRevoked(Collection<TopicPartition> ps) { }
+                public void onPartitionsAssigned(Collection<TopicPartition> ps) { everAssigned.addAll(ps); }
+            });
+            long deadline = System.currentTimeMillis() + 90_000;
+            while (System.currentTimeMillis() < deadline && count(seen, prefix + "-a") < records) {
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200))) {
+                    seen.computeIfAbsent(r.topic(), t -> new HashSet<>()).add(r.value());
+                    c.commitSync(Map.of(new TopicPartition(r.topic(), r.partition()), new OffsetAndMetadata(r.offset() + 1)));
+                }
+            }
+            GroupTestUtil.check(count(seen, prefix + "-a") == records, "the describable topic was not read whole: " + sizes(seen));
+            // A few heartbeats more: the undescribable topic must not turn up later either.
+            long end = System.currentTimeMillis() + 6_000;
+            while (System.currentTimeMillis() < end)
+                for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(200)))
+                    seen.computeIfAbsent(r.topic(), t -> new HashSet<>()).add(r.value());
+            GroupTestUtil.check(!seen.containsKey(prefix + "-b"), "read a topic the principal may not describe: " + sizes(seen));
+            for (TopicPartition tp : everAssigned)
+                GroupTestUtil.check(tp.topic().equals(prefix + "-a"), "assigned " + tp + ", all: " + everAssigned);
+            GroupTestUtil.check(!everAssigned.isEmpty(), "nothing assigned");
+            // The coordinator's own view (the client could not even name a topic it may not describe).
+            try (Admin admin = Admin.create(p)) {
+                ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(group)).describedGroups().get(group).get(30, TimeUnit.SECONDS);
+                GroupTestUtil.check(d.members().size() == 1, "describeConsumerGroups " + d);
+                for (MemberDescription m : d.members()) {
+                    for (TopicPartition tp : m.assignment().topicPartitions())
+                        GroupTestUtil.check(tp.topic().equals(prefix + "-a"), "coordinator assigned " + tp + ": " + d);
+                    GroupTestUtil.check(m.assignment().topicPartitions().size() == partitions, "coordinator assignment " + d);
+                }
+            }
+            System.out.println("OK kip848 regexacl: assigned " + new TreeSet<>(everAssigned.stream().map(Object::toString).toList()) + ", read " + sizes(seen));
         }
     }
 
