@@ -438,12 +438,19 @@ impl Cluster {
     /// The leader and leader epoch of partition `index` of `t`, if known: from the local
     /// replica's Raft group, else from the leader's announcements.
     pub fn leader_of(&self, t: &Topic, index: i32) -> Option<(i32, i32)> {
+        let announced = || self.leaders.read().get(&partition_group(&t.id, index)).copied();
         match t.partitions.get(usize::try_from(index).ok()?)? {
             Some(p) => {
                 let g = p.replica.as_ref()?;
-                Some((g.leader()? as i32, g.term() as i32))
+                match g.leader() {
+                    Some(l) => Some((l as i32, g.term() as i32)),
+                    // A follower that has not heard from a new leader yet (just created, or
+                    // an election in flight) trusts the leader's announcement of this term or
+                    // a later one rather than answering LEADER_NOT_AVAILABLE.
+                    None => announced().filter(|(_, term)| *term >= g.term()).map(|(l, term)| (l, term as i32)),
+                }
             }
-            None => self.leaders.read().get(&partition_group(&t.id, index)).map(|(l, term)| (*l, *term as i32)),
+            None => announced().map(|(l, term)| (l, term as i32)),
         }
     }
 

@@ -30,6 +30,18 @@ def create(c, name, partitions):
     fs[name].result(timeout=30)
     for p in range(partitions):
         c.leader(name, p)
+    # Give every running node time to name a leader for every partition (a follower learns of
+    # a new leader from its first append or the leader's announcement); best effort, since a
+    # test may have paused a node.
+    deadline = time.monotonic() + 15
+    for node in [b for b in c.nodes.values() if b.alive()]:
+        while time.monotonic() < deadline:
+            try:
+                if all(leader > 0 for leader, _ in metadata_via(node, name).values()):
+                    break
+            except Exception:  # noqa: BLE001
+                pass
+            time.sleep(0.1)
 
 
 def metric(node, name):
