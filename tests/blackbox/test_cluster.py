@@ -883,3 +883,87 @@ def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
             proc.kill()
             proc.wait()
     assert "OK kip848 restart" in "".join(lines), "".join(lines[-80:])
+
+
+def test_rill_cli_reassign_and_unregister(tmp_path):
+    """`rill topic reassign --wait`, `rill topic reassignments` and `rill cluster unregister`
+    against 3 nodes plus a fourth that joins: a partition moves onto node 4 (its leader's slot
+    included), clients keep producing and consuming, it moves back and node 4 leaves."""
+    import json
+    import os
+    import subprocess
+
+    from broker import rill_bin
+
+    def rill(*args, timeout=150):
+        return subprocess.run([rill_bin(), *map(str, args), "--bootstrap-server", c.bootstrap],
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def ok(*args, **kw):
+        r = rill(*args, **kw)
+        assert r.returncode == 0, f"rill {args} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "cli-move", 2)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(200):
+            p.produce("cli-move", value=f"m{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        assert "No partition reassignments in progress." in ok("topic", "reassignments")
+        assert json.loads(ok("topic", "reassignments", "cli-move", "-o", "json")) == []
+
+        # Usage errors exit 2; a Kafka error names the error code and exits 1.
+        assert rill("topic", "reassign", "cli-move", "--partition", 0).returncode == 2
+        assert rill("topic", "reassign", "cli-move", "--partition", 0, "--replicas", "1,1,2").returncode == 2
+        r = rill("topic", "reassign", "cli-move", "--partition", 0, "--replicas", "1,2,9")
+        assert r.returncode == 1 and "INVALID_REPLICA_ASSIGNMENT" in r.stderr, r
+        r = rill("topic", "reassign", "cli-move", "--partition", 0, "--cancel")
+        assert r.returncode == 1 and "NO_REASSIGNMENT_IN_PROGRESS" in r.stderr, r
+
+        four = c.add_node(4)
+        before = metadata_via(c.nodes[1], "cli-move")[0][1]
+        target = [4] + before[1:]  # the preferred leader's slot goes to node 4
+        out = ok("topic", "reassign", "cli-move", "--partition", 0, "--replicas", ",".join(map(str, target)),
+                 "--wait", 120, "-o", "json")
+        assert json.loads(out) == {"topic": "cli-move", "completed": True, "partitions": [
+            {"partition": 0, "target": target, "cancel": False, "error": None}]}, out
+        assert sorted(metadata_via(c.nodes[1], "cli-move")[0][1]) == sorted(target)
+        assert json.loads(ok("topic", "reassignments", "-o", "json")) == []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and segment_bytes(four, "cli-move", 0) == 0:
+            time.sleep(0.3)
+        assert segment_bytes(four, "cli-move", 0) > 0
+
+        # Clients still work: produce to both partitions, read everything back.
+        for i in range(200, 400):
+            p.produce("cli-move", value=f"m{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        got = read_all(c.bootstrap, "cli-move", 2, 400)
+        for part in range(2):
+            assert [v for _, v in got[part]] == [f"m{i}" for i in range(part, 400, 2)]
+
+        r = rill("cluster", "unregister", "--id", 4)
+        assert r.returncode == 1 and "still holds replicas" in r.stderr, r
+        out = ok("topic", "reassign", "cli-move", "--partition", 0, "--replicas", ",".join(map(str, before)),
+                 "--wait", 120)
+        assert f"Reassignment of cli-move-0 to {','.join(map(str, before))} completed." in out, out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and os.path.isdir(os.path.join(four.data_dir, "cli-move-0")):
+            time.sleep(0.3)
+        assert not os.path.isdir(os.path.join(four.data_dir, "cli-move-0"))
+        assert "Broker 4 is no longer registered." in ok("cluster", "unregister", "--id", 4)
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 3]
+        r = rill("cluster", "unregister", "--id", 4)
+        assert r.returncode == 1 and "BROKER_ID_NOT_REGISTERED" in r.stderr, r
+        r = rill("cluster", "unregister", "--id", 1)
+        assert r.returncode == 1 and "INVALID_REQUEST" in r.stderr and "voter" in r.stderr, r
+        got = read_all(c.bootstrap, "cli-move", 2, 400)
+        assert sum(len(v) for v in got.values()) == 400
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
