@@ -661,7 +661,29 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
         Command::RegisterBroker(info) => {
             tracing::info!(node = info.id, "broker registered");
             if let Some(addr) = info.raft_addr.clone().filter(|_| info.id != cluster.node_id) {
-                cluster.peers.set_addr(info.id as u64, addr);
+                cluster.peers.set_addr(info.id as u64, addr.clone());
+                // A node that joined again just as the removal of its unregistered former self
+                // from the metadata group went through (see UnregisterBroker) registers
+                // without being in the group: the leader adds it back.
+                let n = info.id as u64;
+                let member = cluster
+                    .metadata
+                    .raft
+                    .metrics()
+                    .borrow_watched()
+                    .membership_config
+                    .membership()
+                    .get_node(&n)
+                    .is_some();
+                if fresh && cluster.is_metadata_leader() && !cluster.voters.contains_key(&info.id) && !member {
+                    tracing::info!(node = info.id, "a registered broker is not in the metadata group; adding it again");
+                    let m = cluster.metadata.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = m.raft.add_learner(n, BasicNode { addr }, false).await {
+                            tracing::warn!(node = n, error = %e, "adding the broker to the metadata group failed");
+                        }
+                    });
+                }
             }
             cluster.brokers.write().insert(info.id, info);
         }
@@ -764,8 +786,18 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 // It no longer needs the metadata log either; but it first has to learn that
                 // the command committed (the request may be waiting on that node).
                 let m = cluster.metadata.clone();
+                let c = broker.cluster.clone().expect("cluster mode");
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(5)).await;
+                    // The node may have come back meanwhile (the same id, restarted, perhaps
+                    // with an empty disk): it joined the metadata group again and registered.
+                    // Removing it now would cut that new incarnation off the metadata log for
+                    // good: it would keep its registration and its replicas but never hear of
+                    // a later command (a reassignment it leads would never finish).
+                    if c.brokers.read().contains_key(&id) {
+                        tracing::info!(node = id, "the unregistered node registered again; it stays");
+                        return;
+                    }
                     let gone = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id as u64]));
                     if let Err(e) = m.raft.change_membership(gone, false).await {
                         tracing::warn!(node = id, error = %e, "removing the node from the metadata group failed");

@@ -120,6 +120,37 @@ pub enum TopicCmd {
         #[arg(long = "delete", value_name = "KEY")]
         deletes: Vec<String>,
     },
+    /// Move partitions to other brokers (AlterPartitionReassignments), or cancel a move.
+    ///
+    /// Give --partition and --replicas in pairs (repeatable); the first replica is the
+    /// preferred leader. --wait polls until the partitions have their new replicas.
+    ///
+    /// Examples:
+    ///   rill topic reassign orders --partition 0 --replicas 1,2,4 --wait 120
+    ///   rill topic reassign orders --partition 0 --replicas 4,1,2 --partition 1 --replicas 2,4,3
+    ///   rill topic reassign orders --partition 0 --cancel
+    #[command(verbatim_doc_comment)]
+    Reassign {
+        name: String,
+        /// Partition to move (repeatable, paired in order with --replicas).
+        #[arg(long = "partition", short = 'p', value_name = "N", required = true)]
+        partitions: Vec<i32>,
+        /// Its new replicas, broker ids such as 1,2,4 (repeatable).
+        #[arg(long = "replicas", short = 'r', value_name = "IDS", conflicts_with = "cancel")]
+        replicas: Vec<String>,
+        /// Cancel the reassignment in progress of these partitions (they go back to the
+        /// replicas they had).
+        #[arg(long)]
+        cancel: bool,
+        /// Wait up to SECS seconds for the move to finish (exit 1 if it does not).
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
+    },
+    /// List partition reassignments in progress (ListPartitionReassignments).
+    Reassignments {
+        /// Only this topic's partitions.
+        name: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -187,6 +218,14 @@ pub enum ClusterCmd {
         /// Repeat for several brokers.
         #[arg(long = "admin", value_name = "HOST:PORT")]
         admin: Vec<String>,
+    },
+    /// Remove a broker that holds no replicas from the cluster (UnregisterBroker).
+    ///
+    /// Move its partitions away first (rill topic reassign); then stop it.
+    Unregister {
+        /// The broker's node id.
+        #[arg(long)]
+        id: i32,
     },
 }
 
@@ -407,6 +446,14 @@ pub(crate) async fn list_offsets(
 // ------------------------------------------------------------------------------------------
 
 pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
+    match cmd {
+        TopicCmd::Reassign { name, partitions, replicas, cancel, wait } => {
+            let moves = crate::reassign::moves(&partitions, &replicas, cancel)?;
+            return crate::reassign::reassign(conn, &name, &moves, wait).await;
+        }
+        TopicCmd::Reassignments { name } => return crate::reassign::reassignments(conn, name.as_deref()).await,
+        _ => {}
+    }
     let mut pool = connect(conn).await?;
     let json = conn.output == Output::Json;
     match cmd {
@@ -508,6 +555,7 @@ pub async fn topic(conn: &Conn, cmd: TopicCmd) -> anyhow::Result<()> {
             }
             alter_configs(&mut pool, 2, &name, &sets, &deletes, json).await?;
         }
+        TopicCmd::Reassign { .. } | TopicCmd::Reassignments { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
@@ -739,6 +787,9 @@ pub async fn config(conn: &Conn, cmd: ConfigCmd) -> anyhow::Result<()> {
 type BrokerRow = (i32, String, i32, Option<String>);
 
 pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
+    if let ClusterCmd::Unregister { id } = cmd {
+        return crate::reassign::unregister(conn, id).await;
+    }
     let mut pool = connect(conn).await?;
     if let ClusterCmd::Health { admin } = cmd {
         return cluster_health(&mut pool, &admin, conn.output == Output::Json).await;

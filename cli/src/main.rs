@@ -13,6 +13,7 @@ mod groups;
 mod member;
 mod output;
 mod progress;
+mod reassign;
 mod security;
 mod settings;
 
@@ -27,7 +28,7 @@ rill topic describe orders --output json\n  printf 'k1:v1\\nk2:v2\\n' | rill pro
 rill consume orders --offset earliest --exit-at-end --format '%p/%o %k=%v\\n'\n  \
 rill consume orders --group billing --from earliest\n  \
 rill group describe my-group\n  rill group reset-offsets my-group --topic orders --to-earliest --execute\n  \
-rill cluster health\n\nConnection: -b/--bootstrap-server, --command-config FILE (Kafka client properties), \
+rill cluster health\n  rill topic reassign orders --partition 0 --replicas 1,2,4 --wait 120\n\nConnection: -b/--bootstrap-server, --command-config FILE (Kafka client properties), \
 --profile NAME\n(from $RILL_CONFIG or ~/.config/rill/config.toml), $RILL_BOOTSTRAP_SERVER, $RILL_PROFILE.\n\nExit status: 0 success, 1 Kafka or connection error, 2 usage error."
 )]
 struct Cli {
@@ -61,7 +62,7 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         sets: Vec<String>,
     },
-    /// Create, list, describe, alter and delete topics.
+    /// Create, list, describe, alter, reassign and delete topics.
     Topic {
         #[command(flatten)]
         conn: admin::Conn,
@@ -89,7 +90,7 @@ enum Command {
         #[command(subcommand)]
         cmd: security::UserCmd,
     },
-    /// Show the cluster (id, controller, brokers) or check its health.
+    /// Show the cluster (id, controller, brokers), check its health, or unregister a broker.
     Cluster {
         #[command(flatten)]
         conn: admin::Conn,

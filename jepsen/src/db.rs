@@ -101,19 +101,25 @@ const KAFKA_VALIDATION: &[(&str, &str)] = &[
 ];
 const KAFKA_CONTROLLER_PORT: u16 = 9093;
 
-/// A cluster of `n` nodes in namespaces rj-n1..rj-n{n}.
+/// A cluster of `n` nodes in namespaces rj-n1..rj-n{n}, and optionally a spare node n{n+1}
+/// for the membership nemesis: not started with the others, not a metadata voter; it joins as
+/// a broker when started (`rill.raft.address`).
 pub struct Cluster {
     kind: Kind,
+    /// The voters, then the spare if there is one.
     nodes: Vec<Node>,
+    /// How many of `nodes` are the cluster proper (`controller.quorum.voters`).
+    voters: usize,
     faketime: bool,
     /// Never dropped: destroying a librdkafka handle can hang (see workload.rs).
     meta: std::mem::ManuallyDrop<BaseConsumer>,
 }
 
 impl Cluster {
-    /// Prepares node directories under `dir` (not started yet). `data_root(i)` is where node
-    /// `i` keeps its log (a LossyFs mount point or a plain directory).
-    pub fn new(kind: Kind, dir: &Path, n: usize, faketime: bool) -> Result<Cluster> {
+    /// Prepares node directories under `dir` (not started yet): `n` voters and, with `spare`,
+    /// node `n + 1` besides. Node `i` keeps its log in `<dir>/n{i}/data` (a LossyFs mount
+    /// point or a plain directory).
+    pub fn new(kind: Kind, dir: &Path, n: usize, faketime: bool, spare: bool) -> Result<Cluster> {
         if let Kind::Rill { bin } = &kind {
             if !bin.exists() {
                 bail!("rill binary not found: {} (cargo build --release -p rill-cli, or --rill-bin)", bin.display());
@@ -123,7 +129,7 @@ impl Cluster {
             bail!("{FAKETIME_LIB} missing: install the Debian package faketime (or run without --nemesis clock)");
         }
         let mut nodes = Vec::new();
-        for id in 1..=n {
+        for id in 1..=n + usize::from(spare) {
             let d = dir.join(format!("n{id}"));
             fs::create_dir_all(d.join("data")).with_context(|| format!("creating {}", d.display()))?;
             fs::write(d.join("faketime"), "+0\n")?;
@@ -135,12 +141,35 @@ impl Cluster {
             .set("topic.metadata.refresh.interval.ms", "1000")
             .create()
             .context("metadata client")?;
-        Ok(Cluster { kind, nodes, faketime, meta: std::mem::ManuallyDrop::new(meta) })
+        Ok(Cluster { kind, nodes, voters: n, faketime, meta: std::mem::ManuallyDrop::new(meta) })
     }
 
-    /// Number of nodes.
+    /// Number of nodes of the cluster proper (the voters; the spare is not counted).
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.voters
+    }
+
+    /// The spare node's id (`len() + 1`), if this cluster has one.
+    pub fn spare(&self) -> Option<usize> {
+        (self.nodes.len() > self.voters).then_some(self.voters + 1)
+    }
+
+    /// Empties node `i`'s data directory (the node must be down), so that it next starts as a
+    /// node that never held anything.
+    pub fn wipe_data(&mut self, i: usize) -> Result<()> {
+        if self.nodes[i - 1].state != State::Down {
+            bail!("n{i} still runs; stop it before wiping its data");
+        }
+        let data = self.nodes[i - 1].dir.join("data");
+        match fs::remove_dir_all(&data) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", data.display()))
+            }
+            _ => {}
+        }
+        fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+        jlog!("node n{i}: data directory wiped");
+        Ok(())
     }
 
     /// Always false (a cluster has nodes); for clippy's `len_without_is_empty`.
@@ -190,7 +219,7 @@ impl Cluster {
     }
 
     fn rill_command(&self, i: usize, bin: &Path) -> Command {
-        let n = self.nodes.len();
+        let n = self.voters;
         let voters: Vec<String> = (1..=n).map(|j| format!("{j}@{}:{RAFT_PORT}", net::node_ip(j))).collect();
         let ip = net::node_ip(i);
         let mut sets: Vec<String> = vec![
@@ -200,6 +229,10 @@ impl Cluster {
             format!("controller.quorum.voters={}", voters.join(",")),
             format!("admin.listener={ip}:{ADMIN_PORT}"),
         ];
+        if i > n {
+            // Not a voter: it joins the running cluster as a broker, reached here.
+            sets.push(format!("rill.raft.address={ip}:{RAFT_PORT}"));
+        }
         sets.extend(FAST_RAFT.iter().map(|(k, v)| format!("{k}={v}")));
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &net::ns(i)]).arg(bin).arg("broker");
@@ -212,7 +245,7 @@ impl Cluster {
     /// Writes node `i`'s server.properties, formats its storage the first time (outside the
     /// namespace: formatting needs no network) and returns the command that runs it.
     fn kafka_command(&self, i: usize, classpath: &str, cluster_id: &str) -> Result<Command> {
-        let n = self.nodes.len();
+        let n = self.voters;
         let dir = &self.nodes[i - 1].dir;
         let ip = net::node_ip(i);
         let voters: Vec<String> = (1..=n).map(|j| format!("{j}@{}:{KAFKA_CONTROLLER_PORT}", net::node_ip(j))).collect();
@@ -362,8 +395,8 @@ impl Cluster {
         Ok(())
     }
 
-    /// Until every node is registered and `__consumer_offsets` has a leader for every
-    /// partition (as RillCluster.wait_ready).
+    /// Until every voter is registered (a spare may be too) and `__consumer_offsets` has a
+    /// leader for every partition (as RillCluster.wait_ready).
     pub fn wait_ready(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer");
@@ -378,7 +411,7 @@ impl Cluster {
                         .map(|t| !t.partitions().is_empty() && t.partitions().iter().all(|p| p.leader() >= 0));
                     // Kafka creates __consumer_offsets only when a group first needs it.
                     let kafka = matches!(self.kind, Kind::Kafka { .. });
-                    if brokers == self.nodes.len() && (led == Some(true) || kafka) {
+                    if brokers >= self.voters && (led == Some(true) || kafka) {
                         return Ok(());
                     }
                     last = format!("{brokers} brokers, offsets topic led: {led:?}");
@@ -402,10 +435,31 @@ impl Cluster {
         Ok(v.into_iter().map(|(_, l)| l).collect())
     }
 
-    /// The node leading `topic`/`partition`, if Metadata names one.
+    /// The voter leading `topic`/`partition`, if Metadata names one.
     pub fn leader_of(&self, topic: &str, partition: i32) -> Option<usize> {
         let l = *self.leaders(topic).ok()?.get(partition as usize)?;
-        (l >= 1 && (l as usize) <= self.nodes.len()).then_some(l as usize)
+        (l >= 1 && (l as usize) <= self.voters).then_some(l as usize)
+    }
+
+    /// The replicas of each of `topic`'s partitions (by partition index) as Metadata reports
+    /// them now.
+    pub fn replicas(&self, topic: &str) -> Result<Vec<Vec<i32>>> {
+        let md = self.meta.fetch_metadata(Some(topic), Duration::from_secs(3)).context("metadata")?;
+        let t = md.topics().iter().find(|t| t.name() == topic).context("topic missing from metadata")?;
+        if let Some(e) = t.error() {
+            bail!("topic {topic}: {e:?}");
+        }
+        let mut v: Vec<(i32, Vec<i32>)> = t.partitions().iter().map(|p| (p.id(), p.replicas().to_vec())).collect();
+        v.sort();
+        Ok(v.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The node ids Metadata lists as brokers now.
+    pub fn brokers(&self) -> Result<Vec<i32>> {
+        let md = self.meta.fetch_metadata(None, Duration::from_secs(3)).context("metadata")?;
+        let mut v: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
+        v.sort_unstable();
+        Ok(v)
     }
 
     /// Stops every node (SIGTERM, bounded) and forgets them.

@@ -62,7 +62,8 @@ struct RunArgs {
     /// Seed of every random choice (faults, targets, keys); printed, and random if not given.
     #[arg(long)]
     seed: Option<u64>,
-    /// Faults: comma list of kill, pause, partition, clock, lose-unsynced; `all`; `none`.
+    /// Faults: comma list of kill, pause, partition, clock, lose-unsynced, membership; `all`;
+    /// `none`.
     #[arg(long, default_value = "kill,pause,partition")]
     nemesis: String,
     /// Seconds a fault is held (and the mean quiet gap between faults).
@@ -281,7 +282,8 @@ fn wait_topic_leaders(cluster: &Mutex<Cluster>, timeout: Duration) -> Result<()>
 /// first run's records back as duplicates and phantoms).
 fn clear_previous_run(out: &Path) -> Result<()> {
     let files = ["jepsen.log", "clients.log", "history.jsonl", "summary.json", "report.html"];
-    let dirs = (1..=9).map(|i| format!("n{i}"));
+    // Up to 9 nodes and the membership nemesis's spare.
+    let dirs = (1..=10).map(|i| format!("n{i}"));
     for name in files.iter().map(|f| f.to_string()).chain(dirs) {
         let path = out.join(&name);
         let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
@@ -312,7 +314,7 @@ fn run(a: RunArgs) -> Result<i32> {
     jlog!("rill-jepsen: seed {seed}, output {}", out.display());
     jlog!("re-run: {rerun}");
 
-    let faults = nemesis::parse_faults(&a.nemesis, a.lossy_disk)?;
+    let faults = nemesis::parse_faults(&a.nemesis, a.lossy_disk, a.system == System::Rill)?;
     if a.system == System::Kafka && faults.contains(&nemesis::Fault::Clock) {
         bail!("the clock nemesis is for Rill only (libfaketime under a JVM is not supported here)");
     }
@@ -344,12 +346,19 @@ fn run(a: RunArgs) -> Result<i32> {
         std::process::exit(130);
     });
 
-    let net = Arc::new(Mutex::new(Net::setup(n).context("network setup")?));
+    // The membership nemesis's spare node n{n+1} gets its namespace with the others (so every
+    // cleanup path removes it too) but starts only when the nemesis adds it.
+    let spare = faults.contains(&nemesis::Fault::Membership);
+    let net = Arc::new(Mutex::new(Net::setup(n + usize::from(spare)).context("network setup")?));
     // From here on the namespaces exist: whatever happens, they go.
     let _net_guard = Guard(net.clone());
     let uses_clock = faults.contains(&nemesis::Fault::Clock);
     let is_kafka = matches!(kind, db::Kind::Kafka { .. });
-    let cluster = Arc::new(Mutex::new(Cluster::new(kind, &out, n, uses_clock)?));
+    let rill_bin = match &kind {
+        db::Kind::Rill { bin } => Some(bin.clone()),
+        db::Kind::Kafka { .. } => None,
+    };
+    let cluster = Arc::new(Mutex::new(Cluster::new(kind, &out, n, uses_clock, spare)?));
     // Mounted after the node directories exist and before any node starts; unmounted (by
     // Drop) after the guard below has stopped the nodes.
     let disks = if a.lossy_disk { Some(mount_disks(&out, n)?) } else { None };
@@ -403,6 +412,10 @@ fn run(a: RunArgs) -> Result<i32> {
         rng: rand::rngs::StdRng::seed_from_u64(seed),
         disks: disks.map(|d| Box::new(d) as Box<dyn nemesis::PowerLoss>),
         errors: Vec::new(),
+        membership: match (spare, rill_bin) {
+            (true, Some(bin)) => Some(nemesis::Membership::new(bin, db::bootstrap(n), workload::TOPIC)),
+            _ => None,
+        },
     };
     let work_start = Instant::now();
     jlog!("workload: {} s, nemesis {faults:?}", a.time_limit);

@@ -895,3 +895,133 @@ def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
             proc.kill()
             proc.wait()
     assert "OK kip848 restart" in "".join(lines), "".join(lines[-80:])
+
+
+def test_rill_cli_reassign_and_unregister(tmp_path):
+    """`rill topic reassign --wait`, `rill topic reassignments` and `rill cluster unregister`
+    against 3 nodes plus a fourth that joins: a partition moves onto node 4 (its leader's slot
+    included), clients keep producing and consuming, it moves back and node 4 leaves."""
+    import json
+    import os
+    import subprocess
+
+    from broker import rill_bin
+
+    def rill(*args, timeout=150):
+        return subprocess.run([rill_bin(), *map(str, args), "--bootstrap-server", c.bootstrap],
+                              capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def ok(*args, **kw):
+        r = rill(*args, **kw)
+        assert r.returncode == 0, f"rill {args} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "cli-move", 2)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(200):
+            p.produce("cli-move", value=f"m{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        assert "No partition reassignments in progress." in ok("topic", "reassignments")
+        assert json.loads(ok("topic", "reassignments", "cli-move", "-o", "json")) == []
+
+        # Usage errors exit 2; a Kafka error names the error code and exits 1.
+        assert rill("topic", "reassign", "cli-move", "--partition", 0).returncode == 2
+        assert rill("topic", "reassign", "cli-move", "--partition", 0, "--replicas", "1,1,2").returncode == 2
+        r = rill("topic", "reassign", "cli-move", "--partition", 0, "--replicas", "1,2,9")
+        assert r.returncode == 1 and "INVALID_REPLICA_ASSIGNMENT" in r.stderr, r
+        r = rill("topic", "reassign", "cli-move", "--partition", 0, "--cancel")
+        assert r.returncode == 1 and "NO_REASSIGNMENT_IN_PROGRESS" in r.stderr, r
+
+        four = c.add_node(4)
+        before = metadata_via(c.nodes[1], "cli-move")[0][1]
+        target = [4] + before[1:]  # the preferred leader's slot goes to node 4
+        out = ok("topic", "reassign", "cli-move", "--partition", 0, "--replicas", ",".join(map(str, target)),
+                 "--wait", 120, "-o", "json")
+        assert json.loads(out) == {"topic": "cli-move", "completed": True, "partitions": [
+            {"partition": 0, "target": target, "cancel": False, "error": None}]}, out
+        assert sorted(metadata_via(c.nodes[1], "cli-move")[0][1]) == sorted(target)
+        assert json.loads(ok("topic", "reassignments", "-o", "json")) == []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and segment_bytes(four, "cli-move", 0) == 0:
+            time.sleep(0.3)
+        assert segment_bytes(four, "cli-move", 0) > 0
+
+        # Clients still work: produce to both partitions, read everything back.
+        for i in range(200, 400):
+            p.produce("cli-move", value=f"m{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        got = read_all(c.bootstrap, "cli-move", 2, 400)
+        for part in range(2):
+            assert [v for _, v in got[part]] == [f"m{i}" for i in range(part, 400, 2)]
+
+        r = rill("cluster", "unregister", "--id", 4)
+        assert r.returncode == 1 and "still holds replicas" in r.stderr, r
+        out = ok("topic", "reassign", "cli-move", "--partition", 0, "--replicas", ",".join(map(str, before)),
+                 "--wait", 120)
+        assert f"Reassignment of cli-move-0 to {','.join(map(str, before))} completed." in out, out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and os.path.isdir(os.path.join(four.data_dir, "cli-move-0")):
+            time.sleep(0.3)
+        assert not os.path.isdir(os.path.join(four.data_dir, "cli-move-0"))
+        assert "Broker 4 is no longer registered." in ok("cluster", "unregister", "--id", 4)
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 3]
+        r = rill("cluster", "unregister", "--id", 4)
+        assert r.returncode == 1 and "BROKER_ID_NOT_REGISTERED" in r.stderr, r
+        r = rill("cluster", "unregister", "--id", 1)
+        assert r.returncode == 1 and "INVALID_REQUEST" in r.stderr and "voter" in r.stderr, r
+        got = read_all(c.bootstrap, "cli-move", 2, 400)
+        assert sum(len(v) for v in got.values()) == 400
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+
+
+def test_unregistered_node_back_at_once_stays_in_the_metadata_group():
+    """A node unregistered and started again (same id and Raft address, empty disk) within the
+    5 s after which the metadata leader removes an unregistered node from the metadata group
+    must not be removed with its former self: it has to keep hearing metadata commands, so a
+    partition moves onto it and back. (Suspected cause of a reassignment stuck in rill-jepsen's
+    membership run, seed 3; this test passed before the change as well, see jepsen/README.md.)"""
+    import subprocess
+
+    from broker import rill_bin
+
+    def rill(*args, timeout=150):
+        r = subprocess.run([rill_bin(), *map(str, args), "--bootstrap-server", c.bootstrap],
+                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, f"rill {args} exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
+        return r.stdout
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "back", 1)
+        c.add_node(4)
+        rill("cluster", "unregister", "--id", 4)
+        unregistered = time.monotonic()
+        old = c.nodes.pop(4)
+        old.kill9()
+        old.cleanup()
+        # Same id and Raft address, empty disk (as an operator or the jepsen nemesis would).
+        c.add_node(4, wait=False, raft_address=old.extra["rill.raft.address"])
+        while 4 not in c.admin().list_topics(timeout=10).brokers:
+            assert time.monotonic() - unregistered < 30, "node 4 did not register again"
+            time.sleep(0.05)
+        back = time.monotonic() - unregistered
+        assert back < 4.5, f"node 4 took {back:.1f} s to come back: the test needs it within 5 s"
+        time.sleep(7)  # past the delayed removal
+        before = metadata_via(c.nodes[1], "back")[0][1]
+        rill("topic", "reassign", "back", "--partition", 0, "--replicas", ",".join(map(str, [4] + before[1:])),
+             "--wait", 60)
+        rill("topic", "reassign", "back", "--partition", 0, "--replicas", ",".join(map(str, before)), "--wait", 60)
+        rill("cluster", "unregister", "--id", 4)
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()

@@ -81,14 +81,16 @@ class RillCluster:
             time.sleep(0.1)
         raise RuntimeError(f"no leader for {topic}-{partition}")
 
-    def add_node(self, node_id, timeout=90):
-        """Starts a node outside the voters; it joins the cluster as a broker."""
+    def add_node(self, node_id, timeout=90, wait=True, raft_address=None):
+        """Starts a node outside the voters; it joins the cluster as a broker (with `wait`,
+        returns once every node is registered)."""
         cfg = {"node.id": str(node_id), "controller.quorum.voters": self.voters,
-               "rill.raft.address": f"127.0.0.1:{free_port()}", **FAST_RAFT, **self.extra}
+               "rill.raft.address": raft_address or f"127.0.0.1:{free_port()}", **FAST_RAFT, **self.extra}
         b = Broker("rill", free_port(), tempfile.mkdtemp(prefix=f"rill-node{node_id}-"), True, cfg)
         self.nodes[node_id] = b
         b._launch(timeout)
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
         return b
 
     def kill9(self, node_id):
