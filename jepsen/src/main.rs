@@ -469,6 +469,10 @@ fn run(a: RunArgs) -> Result<i32> {
     }
     net.lock().unwrap_or_else(|e| e.into_inner()).teardown();
     jlog!("cluster stopped, namespaces removed");
+    // Dropping a runtime waits for its blocking tasks, and the workload's last one joins the
+    // consumer threads: one stuck in a librdkafka call (the 30 s note) held a 30-minute
+    // run at exit, after its summary, until the watchdog ended it with status 2.
+    rt.shutdown_background();
 
     let ops = history::read(&out.join("history.jsonl"))?;
     let info = RunSummary {
