@@ -111,8 +111,59 @@ pub struct Cluster {
     /// How many of `nodes` are the cluster proper (`controller.quorum.voters`).
     voters: usize,
     faketime: bool,
-    /// Never dropped: destroying a librdkafka handle can hang (see workload.rs).
-    meta: std::mem::ManuallyDrop<BaseConsumer>,
+    meta: Mutex<MetaClient>,
+}
+
+/// The harness's own metadata client. Never dropped: destroying a librdkafka handle can hang
+/// (see workload.rs). In 30-minute runs this long-lived client twice kept failing (transport
+/// failure, no brokers) for minutes after all nodes had been killed and restarted, while fresh
+/// clients (the CLI, the drain) were served at once; so after `META_RENEW` of failures it is
+/// replaced (the old one leaked), at most `META_RENEWALS` times per run.
+struct MetaClient {
+    client: std::mem::ManuallyDrop<BaseConsumer>,
+    bootstrap: String,
+    failing_since: Option<Instant>,
+    renewals: u32,
+}
+
+const META_RENEW: Duration = Duration::from_secs(10);
+const META_RENEWALS: u32 = 20;
+
+impl MetaClient {
+    fn new(bootstrap: String) -> Result<MetaClient> {
+        let client = Self::connect(&bootstrap)?;
+        Ok(MetaClient { client, bootstrap, failing_since: None, renewals: 0 })
+    }
+
+    fn connect(bootstrap: &str) -> Result<std::mem::ManuallyDrop<BaseConsumer>> {
+        let c: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("socket.timeout.ms", "5000")
+            .set("topic.metadata.refresh.interval.ms", "1000")
+            .create()
+            .context("metadata client")?;
+        Ok(std::mem::ManuallyDrop::new(c))
+    }
+
+    fn fetch(&mut self, topic: Option<&str>) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> {
+        let r = self.client.fetch_metadata(topic, Duration::from_secs(3));
+        match &r {
+            Ok(_) => self.failing_since = None,
+            Err(e) => {
+                let since = *self.failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= META_RENEW && self.renewals < META_RENEWALS {
+                    if let Ok(c) = Self::connect(&self.bootstrap) {
+                        jlog!("metadata client failing for {:?} ({e}); replaced by a new one", since.elapsed());
+                        // Assigning drops only the ManuallyDrop wrapper: the old client leaks.
+                        self.client = c;
+                        self.renewals += 1;
+                        self.failing_since = None;
+                    }
+                }
+            }
+        }
+        r
+    }
 }
 
 impl Cluster {
@@ -135,13 +186,8 @@ impl Cluster {
             fs::write(d.join("faketime"), "+0\n")?;
             nodes.push(Node { id, dir: d, child: None, state: State::Down });
         }
-        let meta: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap(n))
-            .set("socket.timeout.ms", "5000")
-            .set("topic.metadata.refresh.interval.ms", "1000")
-            .create()
-            .context("metadata client")?;
-        Ok(Cluster { kind, nodes, voters: n, faketime, meta: std::mem::ManuallyDrop::new(meta) })
+        let meta = Mutex::new(MetaClient::new(bootstrap(n))?);
+        Ok(Cluster { kind, nodes, voters: n, faketime, meta })
     }
 
     /// Number of nodes of the cluster proper (the voters; the spare is not counted).
@@ -401,7 +447,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer");
         while Instant::now() < deadline {
-            match self.meta.fetch_metadata(Some("__consumer_offsets"), Duration::from_secs(3)) {
+            match self.metadata(Some("__consumer_offsets")) {
                 Ok(md) => {
                     let brokers = md.brokers().len();
                     let led = md
@@ -425,7 +471,7 @@ impl Cluster {
 
     /// Leaders of `topic`'s partitions as Metadata reports them now (-1: none).
     pub fn leaders(&self, topic: &str) -> Result<Vec<i32>> {
-        let md = self.meta.fetch_metadata(Some(topic), Duration::from_secs(3)).context("metadata")?;
+        let md = self.metadata(Some(topic)).context("metadata")?;
         let t = md.topics().iter().find(|t| t.name() == topic).context("topic missing from metadata")?;
         if let Some(e) = t.error() {
             bail!("topic {topic}: {e:?}");
@@ -444,7 +490,7 @@ impl Cluster {
     /// The replicas of each of `topic`'s partitions (by partition index) as Metadata reports
     /// them now.
     pub fn replicas(&self, topic: &str) -> Result<Vec<Vec<i32>>> {
-        let md = self.meta.fetch_metadata(Some(topic), Duration::from_secs(3)).context("metadata")?;
+        let md = self.metadata(Some(topic)).context("metadata")?;
         let t = md.topics().iter().find(|t| t.name() == topic).context("topic missing from metadata")?;
         if let Some(e) = t.error() {
             bail!("topic {topic}: {e:?}");
@@ -455,8 +501,12 @@ impl Cluster {
     }
 
     /// The node ids Metadata lists as brokers now.
+    fn metadata(&self, topic: Option<&str>) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).fetch(topic)
+    }
+
     pub fn brokers(&self) -> Result<Vec<i32>> {
-        let md = self.meta.fetch_metadata(None, Duration::from_secs(3)).context("metadata")?;
+        let md = self.metadata(None).context("metadata")?;
         let mut v: Vec<i32> = md.brokers().iter().map(|b| b.id()).collect();
         v.sort_unstable();
         Ok(v)
