@@ -199,6 +199,9 @@ pub struct Cluster {
     leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>,
     /// Partition groups whose reassignment this node is carrying out.
     reassigning: parking_lot::Mutex<HashSet<u64>>,
+    /// Held while a replica directory is opened for a partition assigned here, and while a
+    /// dropped one is checked and deleted, so the two never meet.
+    replica_dirs: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
@@ -282,6 +285,7 @@ impl Cluster {
             commands: parking_lot::Mutex::new(Some(rx)),
             leaders,
             reassigning: parking_lot::Mutex::new(HashSet::new()),
+            replica_dirs: tokio::sync::Mutex::new(()),
         }))
     }
 
@@ -527,20 +531,51 @@ impl Cluster {
     }
 
     /// Closes this node's replica of a partition that moved away and deletes its data.
-    async fn drop_replica(&self, p: &Partition) {
+    /// Closes this node's replica of a partition no longer assigned to it. Its directory is
+    /// deleted only once this node has applied its whole metadata log under a known leader and
+    /// the partition is still not assigned here: while the log is replayed at start-up, every
+    /// historical reassignment that once removed this node passes by, and deleting then (the
+    /// replica re-created empty a few commands later) wiped every replica of partitions that
+    /// had moved around when all nodes restarted at once (jepsen seed 2027: offsets reused).
+    /// A partition assigned here again meanwhile reopens the same directory, its data intact.
+    async fn drop_replica(self: &Arc<Self>, broker: &Arc<Broker>, p: &Partition) {
         self.close_partition(p).await;
         p.appended.notify_waiters();
-        // Rename first so a crash mid-removal cannot leave a half-deleted partition behind.
-        let doomed = p.dir.with_file_name(format!("{}-{}.{}-delete", p.topic, p.index, Uuid::new_v4().simple()));
-        match std::fs::rename(&p.dir, &doomed) {
-            Ok(()) => {
-                std::thread::spawn(move || {
-                    let _ = std::fs::remove_dir_all(&doomed);
-                });
+        tracing::info!(topic = %p.topic, partition = p.index, "replica moved away; closed");
+        let (cluster, broker) = (self.clone(), broker.clone());
+        let (dir, topic, index) = (p.dir.clone(), p.topic.clone(), p.index);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            loop {
+                let caught_up = {
+                    let m = cluster.metadata.raft.metrics().borrow_watched().clone();
+                    let applied = m.last_applied.map(|l| l.index);
+                    m.current_leader.is_some()
+                        && applied == m.last_log_index
+                        && *cluster.applied.borrow() >= applied.unwrap_or(0)
+                };
+                if caught_up {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(e) => tracing::warn!(dir = %p.dir.display(), error = %e, "removing a moved replica failed"),
-        }
-        tracing::info!(topic = %p.topic, partition = p.index, "replica moved away; deleted");
+            let _guard = cluster.replica_dirs.lock().await;
+            let here = broker.topics.get(&topic).is_some_and(|t| t.partition(index).is_ok());
+            if here {
+                tracing::info!(topic = %topic, partition = index, "replica assigned here again; its data is kept");
+                return;
+            }
+            // Rename first so a crash mid-removal cannot leave a half-deleted partition behind.
+            let doomed = dir.with_file_name(format!("{topic}-{index}.{}-delete", Uuid::new_v4().simple()));
+            match std::fs::rename(&dir, &doomed) {
+                Ok(()) => {
+                    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&doomed)).await;
+                    tracing::info!(topic = %topic, partition = index, "moved-away replica deleted");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "removing a moved replica failed"),
+            }
+        });
     }
 }
 
@@ -832,7 +867,7 @@ fn assignment_or_legacy(cluster: &Cluster, first: i32, count: i32, given: Vec<Ve
 /// Publishes partition `index`'s new assignment, opening this node's replica if it now
 /// holds or is about to hold one, and dropping it if it no longer does.
 async fn set_assignment(
-    broker: &Broker,
+    broker: &Arc<Broker>,
     cluster: &Cluster,
     t: &Topic,
     index: i32,
@@ -847,6 +882,7 @@ async fn set_assignment(
         // A new replica waits to be replicated to: the partition's leader adds it.
         (false, true) => {
             let log = t.settings.log.clone();
+            let _guard = cluster.replica_dirs.lock().await;
             *slot = Some(cluster.open_replica(broker, &t.name, &t.id, index, log, &[], false).await?);
         }
         (true, false) => dropped = slot.take(),
@@ -862,8 +898,8 @@ async fn set_assignment(
         partitions: parts,
         assignment,
     })?;
-    if let Some(p) = dropped {
-        cluster.drop_replica(&p).await;
+    if let (Some(p), Some(c)) = (dropped, broker.cluster.clone()) {
+        c.drop_replica(broker, &p).await;
     }
     Ok(())
 }
