@@ -44,6 +44,17 @@ def create(c, name, partitions):
             time.sleep(0.1)
 
 
+def java_tool(java_cp, main, *args, ok=True):
+    """Runs a Kafka tool's main class (kafka-tools from Maven); with `ok`, it must exit 0."""
+    import subprocess
+    r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
+                        "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    if ok:
+        assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+    return r
+
+
 def metric(node, name):
     """A label-less gauge from a node's /metrics (admin listener)."""
     import urllib.request
@@ -469,11 +480,7 @@ def test_preferred_leader_election_with_kafka_cli(java_cp):
     import subprocess
 
     def tool(main, *args):
-        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
-                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-        return r.stdout
+        return java_tool(java_cp, main, *args).stdout
 
     c = RillCluster(3, extra={"leader.imbalance.check.interval.seconds": "3600"}).start()
     try:
@@ -628,11 +635,7 @@ def test_replication_factor_below_cluster_size_and_reassignment(java_cp, tmp_pat
     import subprocess
 
     def tool(main, *args):
-        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
-                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL)
-        assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
-        return r.stdout
+        return java_tool(java_cp, main, *args).stdout
 
     c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"}).start()
     try:
@@ -748,11 +751,7 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
     import subprocess
 
     def tool(main, *args, ok=True):
-        r = subprocess.run(["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dlog4j.configuration=file:/dev/null",
-                            "-cp", java_cp, main, *map(str, args)], capture_output=True, text=True, timeout=120,
-                           stdin=subprocess.DEVNULL)
-        if ok:
-            assert r.returncode == 0, f"{main} {args}: {r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        r = java_tool(java_cp, main, *args, ok=ok)
         return r.stdout + r.stderr
 
     reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
