@@ -59,6 +59,8 @@ const RPC_JOIN: u8 = network::kind::APP + 4;
 /// How often a node announces the groups it leads when nothing changed.
 const ANNOUNCE_REFRESH: Duration = Duration::from_secs(5);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
+/// How often a replica that failed to open is tried again.
+const REOPEN_RETRY: Duration = Duration::from_secs(10);
 
 /// A node as registered in the metadata: its Kafka listeners and rack.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -473,6 +475,7 @@ impl Cluster {
         init: bool,
     ) -> anyhow::Result<Arc<Partition>> {
         let dir = broker.topics.partition_dir(topic, index);
+        claim_dir(&dir, id)?;
         let gid = partition_group(id, index);
         let group =
             Group::open(self.node_id as u64, gid, &dir, log, self.peers.clone(), None, self.raft_config.clone())
@@ -538,7 +541,7 @@ impl Cluster {
     /// replica re-created empty a few commands later) wiped every replica of partitions that
     /// had moved around when all nodes restarted at once (jepsen seed 2027: offsets reused).
     /// A partition assigned here again meanwhile reopens the same directory, its data intact.
-    async fn drop_replica(self: &Arc<Self>, broker: &Arc<Broker>, p: &Partition) {
+    async fn drop_replica(self: &Arc<Self>, broker: &Arc<Broker>, p: &Partition, id: Uuid) {
         self.close_partition(p).await;
         p.appended.notify_waiters();
         tracing::info!(topic = %p.topic, partition = p.index, "replica moved away; closed");
@@ -560,10 +563,13 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let _guard = cluster.replica_dirs.lock().await;
-            let here = broker.topics.get(&topic).is_some_and(|t| t.partition(index).is_ok());
+            let here = broker.topics.get(&topic).is_some_and(|t| t.id == id && t.partition(index).is_ok());
             if here {
                 tracing::info!(topic = %topic, partition = index, "replica assigned here again; its data is kept");
                 return;
+            }
+            if dir_owner(&dir).is_some_and(|owner| owner != id) {
+                return; // a topic created since under the same name has it now
             }
             // Rename first so a crash mid-removal cannot leave a half-deleted partition behind.
             let doomed = dir.with_file_name(format!("{topic}-{index}.{}-delete", Uuid::new_v4().simple()));
@@ -577,6 +583,47 @@ impl Cluster {
             }
         });
     }
+}
+
+/// Kafka's name for the file in a partition directory that names the topic id it belongs to.
+const PARTITION_METADATA: &str = "partition.metadata";
+
+/// The topic id a partition directory belongs to, if it says (directories made before the
+/// file existed do not).
+fn dir_owner(dir: &std::path::Path) -> Option<Uuid> {
+    let text = std::fs::read_to_string(dir.join(PARTITION_METADATA)).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("topic_id:")).and_then(|v| Uuid::parse_str(v.trim()).ok())
+}
+
+/// Makes sure partition directory `dir` belongs to topic `id`, marking a new one as its own.
+/// Directories are named after the topic, not its id. A node replaying its metadata log
+/// passes the creation (and the deletion) of every earlier topic of the same name: opening
+/// the directory then would hand a later topic's records to the earlier one, and applying the
+/// deletion would delete them (every replica of a re-created topic was wiped when all nodes
+/// restarted at once). Refused here, the replica stays closed and the deletion passes it by.
+fn claim_dir(dir: &std::path::Path, id: &Uuid) -> anyhow::Result<()> {
+    if let Some(owner) = dir_owner(dir) {
+        anyhow::ensure!(owner == *id, "{} holds topic id {owner}, not {id}", dir.display());
+        return Ok(());
+    }
+    if dir.exists() {
+        return Ok(()); // made before partition.metadata existed: as it always was
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!("{PARTITION_METADATA}.tmp"));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        write!(f, "version: 0\ntopic_id: {id}\n")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(PARTITION_METADATA))?;
+    // The directory entry and the file's name reach the disk before any record does.
+    std::fs::File::open(dir)?.sync_all()?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Kafka-style placement over `nodes` (id, rack): nodes in rack-alternating order; partition
@@ -678,7 +725,18 @@ fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64,
 
 async fn apply_loop(broker: Arc<Broker>, mut rx: mpsc::UnboundedReceiver<(u64, Bytes)>) {
     let cluster = broker.cluster.clone().expect("cluster mode");
-    while let Some((index, bytes)) = rx.recv().await {
+    let mut retry = tokio::time::interval(REOPEN_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        // Retried here, not in a task of its own: this loop is the only writer of topics.
+        let next = tokio::select! {
+            next = rx.recv() => next,
+            _ = retry.tick() => {
+                reopen_missing(&broker, &cluster).await;
+                continue;
+            }
+        };
+        let Some((index, bytes)) = next else { return };
         // Commands proposed moments ago are being applied live; older ones are a replay.
         let fresh = rill_protocol::batch::BatchHeader::parse(&bytes)
             .is_ok_and(|h| crate::broker::now_ms() - h.max_timestamp < 10_000);
@@ -732,7 +790,12 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
             for (i, a) in assignment.iter().enumerate() {
                 parts.push(if a.replicas.contains(&cluster.node_id) {
                     let log = settings.log.clone();
-                    Some(cluster.open_replica(broker, &name, &id, i as i32, log, &a.replicas, fresh).await?)
+                    let opened = cluster.open_replica(broker, &name, &id, i as i32, log, &a.replicas, fresh).await;
+                    if name == crate::groups::OFFSETS_TOPIC {
+                        Some(opened?)
+                    } else {
+                        opened_or_logged(&name, i as i32, opened)
+                    }
                 } else {
                     None
                 });
@@ -771,7 +834,11 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 let i = current + k as i32;
                 parts.push(if a.replicas.contains(&cluster.node_id) {
                     let log = t.settings.log.clone();
-                    Some(cluster.open_replica(broker, &name, &id, i, log, &a.replicas, fresh).await?)
+                    opened_or_logged(
+                        &name,
+                        i,
+                        cluster.open_replica(broker, &name, &id, i, log, &a.replicas, fresh).await,
+                    )
                 } else {
                     None
                 });
@@ -843,9 +910,15 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
         Command::ReassignDone { name, id, partition, replicas } => {
             let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
             let Some(mut a) = t.assignment.get(partition as usize).cloned() else { return Ok(()) };
-            if a.target.as_ref() == Some(&replicas) {
-                a.target = None;
+            // Only the move still pending finishes. A former leader of the partition that
+            // finished an older move can record it late, after a newer move (moving the
+            // partition back, say) was done: applied, it would put the replicas the partition
+            // has left back into the metadata (jepsen seed 2027: partition 5 reverted).
+            if a.target.as_ref() != Some(&replicas) {
+                tracing::info!(topic = %name, partition, replicas = ?replicas, "a stale reassignment completion; ignored");
+                return Ok(());
             }
+            a.target = None;
             a.replicas = replicas;
             set_assignment(broker, cluster, &t, partition, a).await?;
         }
@@ -883,7 +956,8 @@ async fn set_assignment(
         (false, true) => {
             let log = t.settings.log.clone();
             let _guard = cluster.replica_dirs.lock().await;
-            *slot = Some(cluster.open_replica(broker, &t.name, &t.id, index, log, &[], false).await?);
+            let opened = cluster.open_replica(broker, &t.name, &t.id, index, log, &[], false).await;
+            *slot = opened_or_logged(&t.name, index, opened);
         }
         (true, false) => dropped = slot.take(),
         _ => {}
@@ -899,9 +973,67 @@ async fn set_assignment(
         assignment,
     })?;
     if let (Some(p), Some(c)) = (dropped, broker.cluster.clone()) {
-        c.drop_replica(broker, &p).await;
+        c.drop_replica(broker, &p, t.id).await;
     }
     Ok(())
+}
+
+/// A replica that failed to open (a damaged directory, say) is logged and left closed, to be
+/// retried by [`reopen_missing`]. Failing the metadata command instead would leave this node's
+/// view of the topic behind the rest of the cluster's for good.
+fn opened_or_logged(topic: &str, index: i32, opened: anyhow::Result<Arc<Partition>>) -> Option<Arc<Partition>> {
+    opened
+        .inspect_err(
+            |e| tracing::warn!(topic, partition = index, error = %e, "opening a replica failed; retrying later"),
+        )
+        .ok()
+}
+
+/// Opens the replicas assigned to this node that are not open (see [`opened_or_logged`]).
+async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
+    let me = cluster.node_id;
+    for t in broker.topics.list() {
+        if t.name == crate::groups::OFFSETS_TOPIC {
+            continue;
+        }
+        let missing: Vec<i32> = t
+            .assignment
+            .iter()
+            .zip(&t.partitions)
+            .enumerate()
+            .filter(|(_, (a, p))| {
+                p.is_none() && (a.replicas.contains(&me) || a.target.as_ref().is_some_and(|t| t.contains(&me)))
+            })
+            .map(|(i, _)| i as i32)
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        let _guard = cluster.replica_dirs.lock().await;
+        let mut parts = t.partitions.clone();
+        let mut opened = false;
+        for i in missing {
+            let log = t.settings.log.clone();
+            if let Ok(p) = cluster.open_replica(broker, &t.name, &t.id, i, log, &[], false).await {
+                tracing::info!(topic = %t.name, partition = i, "replica opened on retry");
+                parts[i as usize] = Some(p);
+                opened = true;
+            }
+        }
+        if opened {
+            let topic = Topic {
+                name: t.name.clone(),
+                id: t.id,
+                configs: t.configs.clone(),
+                settings: t.settings.clone(),
+                partitions: parts,
+                assignment: t.assignment.clone(),
+            };
+            if let Err(e) = broker.topics.install(topic) {
+                tracing::warn!(topic = %t.name, error = %e, "installing reopened replicas failed");
+            }
+        }
+    }
 }
 
 /// A node outside `controller.quorum.voters`: until the metadata log reaches it, asks the
@@ -1057,7 +1189,18 @@ async fn drive_reassignment(
             return g.transfer_leader(to).await.map_err(|e| e.to_string());
         }
         tracing::info!(topic, partition, replicas = ?target, "changing the replica set");
-        g.raft.change_membership(want, false).await.map_err(|e| e.to_string())?;
+        g.raft.change_membership(want.clone(), false).await.map_err(|e| e.to_string())?;
+    }
+    // Learners added for a move that a newer one overrode before it finished are not in the
+    // target: the leader would go on replicating to them.
+    let members = g.raft.metrics().borrow_watched().membership_config.membership().clone();
+    let strays: BTreeSet<u64> = members.nodes().map(|(n, _)| *n).filter(|n| !want.contains(n)).collect();
+    if !strays.is_empty() {
+        tracing::info!(topic, partition, learners = ?strays, "removing learners outside the replica set");
+        g.raft
+            .change_membership(openraft::ChangeMembers::RemoveNodes(strays), false)
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let cmd = Command::ReassignDone { name: topic.to_string(), id, partition, replicas: target.to_vec() };
     cluster.propose_and_wait(&cmd).await.map_err(|e| e.to_string())?;
