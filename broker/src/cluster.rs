@@ -141,6 +141,9 @@ pub enum Command {
         partition: i32,
         replicas: Vec<i32>,
     },
+    /// Changes nothing: once the proposer has applied it, its view of the metadata includes
+    /// everything committed before it (a read barrier).
+    Barrier,
 }
 
 impl Command {
@@ -413,6 +416,14 @@ impl Cluster {
         self.wait_applied(index).await
     }
 
+    /// Whether this node has applied its whole metadata log and knows the metadata leader.
+    /// False while the log is replayed at start-up, when old commands pass by as if new.
+    fn metadata_applied(&self) -> bool {
+        let m = self.metadata.raft.metrics().borrow_watched().clone();
+        let applied = m.last_applied.map(|l| l.index);
+        m.current_leader.is_some() && applied == m.last_log_index && *self.applied.borrow() >= applied.unwrap_or(0)
+    }
+
     /// Where partitions were placed before replica sets existed (and where
     /// `__consumer_offsets` lives): on every voter, rotated so preferred leaders spread.
     pub fn legacy_replicas(&self, partition: i32) -> Vec<i32> {
@@ -549,17 +560,7 @@ impl Cluster {
         let (dir, topic, index) = (p.dir.clone(), p.topic.clone(), p.index);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(10)).await;
-            loop {
-                let caught_up = {
-                    let m = cluster.metadata.raft.metrics().borrow_watched().clone();
-                    let applied = m.last_applied.map(|l| l.index);
-                    m.current_leader.is_some()
-                        && applied == m.last_log_index
-                        && *cluster.applied.borrow() >= applied.unwrap_or(0)
-                };
-                if caught_up {
-                    break;
-                }
+            while !cluster.metadata_applied() {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             let _guard = cluster.replica_dirs.lock().await;
@@ -907,6 +908,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 });
             }
         }
+        Command::Barrier => {}
         Command::ReassignDone { name, id, partition, replicas } => {
             let Some(t) = broker.topics.get(&name).filter(|t| t.id == id) else { return Ok(()) };
             let Some(mut a) = t.assignment.get(partition as usize).cloned() else { return Ok(()) };
@@ -1128,6 +1130,10 @@ async fn reassign_loop(broker: Arc<Broker>) {
     let cluster = broker.cluster.clone().expect("cluster mode");
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
+        // While the metadata log is replayed, every historical move is pending for a moment.
+        if !cluster.metadata_applied() {
+            continue;
+        }
         for t in broker.topics.list() {
             for (i, a) in t.assignment.iter().enumerate() {
                 let Some(target) = a.target.clone() else { continue };
@@ -1136,9 +1142,9 @@ async fn reassign_loop(broker: Arc<Broker>) {
                 if !g.is_leader() || !cluster.reassigning.lock().insert(g.id) {
                     continue;
                 }
-                let (c, name, id) = (cluster.clone(), t.name.clone(), t.id);
+                let (b, c, name, id) = (broker.clone(), cluster.clone(), t.name.clone(), t.id);
                 tokio::spawn(async move {
-                    if let Err(e) = drive_reassignment(&c, &g, &name, id, i as i32, &target).await {
+                    if let Err(e) = drive_reassignment(&b, &c, &g, &name, id, i as i32, &target).await {
                         tracing::warn!(topic = %name, partition = i, error = %e, "reassignment step failed; retrying");
                     }
                     c.reassigning.lock().remove(&g.id);
@@ -1150,6 +1156,7 @@ async fn reassign_loop(broker: Arc<Broker>) {
 
 /// On the partition's leader: makes `target` the voters of the group, then records it.
 async fn drive_reassignment(
+    broker: &Broker,
     cluster: &Cluster,
     g: &Group,
     topic: &str,
@@ -1157,6 +1164,19 @@ async fn drive_reassignment(
     partition: i32,
     target: &[i32],
 ) -> Result<(), String> {
+    // The move must still be the pending one in the committed metadata, not only in this
+    // node's view of it, which may lag: a node that had just restarted, replaying its metadata
+    // log, once carried out a move undone minutes before, making a wiped node a voter of the
+    // partition (jepsen seed 2027).
+    cluster.propose_and_wait(&Command::Barrier).await.map_err(|e| e.to_string())?;
+    let pending = broker
+        .topics
+        .get(topic)
+        .filter(|t| t.id == id)
+        .and_then(|t| t.assignment.get(partition as usize).and_then(|a| a.target.clone()));
+    if pending.as_deref() != Some(target) {
+        return Ok(());
+    }
     g.wake().await;
     let want: BTreeSet<u64> = target.iter().map(|r| *r as u64).collect();
     let voters = g.voters();

@@ -523,11 +523,15 @@ impl Nemesis {
                 Ok(()) => break,
             }
         }
-        m.spare_used = false;
         let mut c = lock(&self.cluster);
         c.stop(spare, Duration::from_secs(5));
         jlog!("node n{spare}: stopped");
-        c.wipe_data(spare)?;
+        // Still registered, it may hold replicas the cluster counts on: wiping it would be a
+        // disk loss, a different fault. It keeps its data, and the next shrink tries again.
+        if unregistered.is_ok() {
+            m.spare_used = false;
+            c.wipe_data(spare)?;
+        }
         unregistered
     }
 
