@@ -2,6 +2,8 @@
 """3-node cluster benchmark: Rill cluster mode vs Apache Kafka 4.1.1 KRaft, replication factor 3.
 
     benches/cluster.py [--systems rill,kafka,kafka-flush1] [--smoke] [--out FILE]
+                       [--workloads sync,throughput,latency,eventbus,idle] [--repeat N]
+                       [--throughput-partitions 6,100] [--latency-partitions 6]
                        [--partitions 3] [--idle-partitions 1000] [--idle-seconds 30]
                        [--settle-seconds 60] [--no-load] [--max-seconds SEC]
 
@@ -16,7 +18,18 @@ Clusters (fresh data dirs in /tmp, free loopback ports, all three nodes on this 
   kafka-flush1  the same Kafka cluster, topics with flush.messages=1 (every append is fsynced on
                 each replica before it is acknowledged).
 
-Per system, on topics with --partitions partitions and replication factor 3, with the
+Workloads (--workloads; default all of them, --smoke: sync,idle), per system, replication factor 3:
+  throughput  (benches/loadgen-rs, the Rust client of benches/run.py, built by benches/run.sh)
+              1,000,000 x 100 B and 200,000 x 1 KiB produced as fast as possible (linger 5 ms),
+              then read back by a fresh consumer, on a topic with each of --throughput-partitions
+              partitions, acks=1 and acks=all (kafka-flush1: acks=all), --repeat times: records/s,
+              broker CPU s per GB (3 nodes) and the nodes' peak RSS (VmHWM, reset before each run)
+  latency     loadgen-rs `latency`: 5,000 x 100 B/s for 30 s to --latency-partitions partitions,
+              acks=1 and all; produce and end-to-end p50/p99/p99.9/max from the intended send time
+  eventbus    the event-bus client profile (benches/groups.py: 104-204 B Avro-framed records,
+              batch.size 1024, linger 5 ms, acks=all, a consumer committing after every record)
+  sync, idle  below.
+The `sync` workload: on topics with --partitions partitions, with the
 confluent-kafka client (benches/loadgen.py, one process per phase; same settings for all):
   produce 100 B / 1 KiB  N records as fast as possible, acks=all: records/s, MB/s and the
                          per-record delivery latency (produce() call to acknowledgement,
@@ -25,7 +38,7 @@ confluent-kafka client (benches/loadgen.py, one process per phase; same settings
   sync acks=1 (event bus) the same with acks=1, message.timeout.ms=100 (the librdkafka
                          event-bus profile of /work/shared/CLIENT-PROFILES.md)
 Broker CPU per phase is utime+stime summed over the three node processes (/proc/<pid>/stat).
-Idle cost: after the load phases, --idle-partitions partitions (10 topics, RF 3) are created and
+Idle cost (`idle`): after the load phases, --idle-partitions partitions (10 topics, RF 3) are created and
 waited for until every one has a leader; after --settle-seconds (Kafka keeps working for tens of
 seconds after creating them) CPU, RSS and threads of the three processes are sampled over
 --idle-seconds of idleness (also once before creating them, as a baseline). WARN/ERROR lines of
@@ -55,7 +68,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from benchlib import (broker_cpu_s, create_topics, fsync_probe, git_info, loadavg, machine,  # noqa: E402
-                      machine_busy_s, proc_status_kb, result_path, run_loadgen, wait_leaders)
+                      machine_busy_s, proc_status_kb, reset_hwm, result_path, run_loadgen, wait_leaders)
 from broker import Broker, free_port  # noqa: E402  (tests/support/broker.py)
 
 # tests/support/cluster.py, loaded by path: this file's own name shadows it on sys.path.
@@ -68,15 +81,22 @@ LOADGEN = [sys.executable, os.path.join(HERE, "loadgen.py")]
 # Production defaults (tests/support/cluster.py shortens them for fault tests).
 RILL_DEFAULTS = {"rill.raft.heartbeat.interval.ms": "500", "rill.raft.election.timeout.ms": "2000",
                  "offsets.topic.num.partitions": "50"}
-KAFKA_CLUSTER = {"offsets.topic.replication.factor": "3", "transaction.state.log.replication.factor": "3",
+# Replicated like the Rill cluster: RF 3 by default, an acks=all write needs 2 of 3 in sync.
+KAFKA_CLUSTER = {"default.replication.factor": "3", "min.insync.replicas": "2",
+                 "offsets.topic.replication.factor": "3", "transaction.state.log.replication.factor": "3",
                  "transaction.state.log.min.isr": "2", "share.coordinator.state.topic.replication.factor": "3",
                  "share.coordinator.state.topic.min.isr": "2"}
 SYSTEMS = {"rill": ("rill", {}), "kafka": ("kafka", {}), "kafka-flush1": ("kafka", {"flush.messages": "1"})}
 
+WORKLOADS = ["sync", "throughput", "latency", "eventbus", "idle"]
 FULL = {"throughput": [(500_000, 100), (100_000, 1024)], "sync": 2_000, "warmup": 200_000,
+        "rs_throughput": [(1_000_000, 100), (200_000, 1024)], "rate": 5_000, "latency_seconds": 30.0,
+        "eventbus_records": 100_000, "eventbus_commits": 3_000,
         "idle_partitions": 1000, "idle_seconds": 30.0, "baseline_seconds": 15.0, "settle_seconds": 60.0,
         "timeout": 180.0, "max_seconds": 2400}
 SMOKE = {"throughput": [(20_000, 100), (4_000, 1024)], "sync": 200, "warmup": 5_000,
+         "rs_throughput": [(20_000, 100), (4_000, 1024)], "rate": 1_000, "latency_seconds": 5.0,
+         "eventbus_records": 2_000, "eventbus_commits": 100,
          "idle_partitions": 100, "idle_seconds": 5.0, "baseline_seconds": 3.0, "settle_seconds": 2.0,
          "timeout": 30.0, "max_seconds": 110}
 
@@ -175,6 +195,21 @@ class Nodes:
     def rss_mb(self):
         return {i: round(proc_status_kb(p, "VmRSS") / 1024, 1) for i, p in self.pids().items()}
 
+    def reset_peak_rss(self):
+        for p in self.pids().values():
+            reset_hwm(p)
+
+    def peak_rss_mb(self):
+        return {i: round(proc_status_kb(p, "VmHWM") / 1024, 1) for i, p in self.pids().items()}
+
+
+def rust_loadgen():
+    """benches/loadgen-rs's binary (built by benches/run.sh), from $CARGO_TARGET_DIR or its own target/."""
+    for d in (os.environ.get("CARGO_TARGET_DIR"), os.path.join(HERE, "loadgen-rs", "target")):
+        if d and os.path.exists(os.path.join(d, "release", "rill-loadgen")):
+            return [os.path.join(d, "release", "rill-loadgen")]
+    return None
+
 
 def measured(nodes, fn):
     """Run fn(); return its result plus the nodes' CPU seconds (sum and per node) meanwhile and
@@ -219,6 +254,81 @@ def load_phases(system, cluster, nodes, p, timeout, partitions, rows):
     create_topics(boot, [topic], partitions, 3, topic_cfg, timeout=60)
     phase("sync acks=all", topic, p["sync"], 100, "all", ["--sync"])
     phase("sync acks=1 (event bus)", topic, p["sync"], 100, "1", ["--sync", "--message-timeout-ms", "100"])
+
+
+def acks_of(system):
+    # Kafka with flush.messages=1 only matters where the acknowledgement waits for the replicas.
+    return ["all"] if system == "kafka-flush1" else ["1", "all"]
+
+
+def rs_throughput(system, cluster, nodes, p, o, rows):
+    """Max throughput with the Rust client (as benches/run.py on one node): produce N records as
+    fast as possible, then a fresh consumer reads them back, per (size, partitions, acks, repeat)."""
+    client = rust_loadgen()
+    if client is None:
+        raise RuntimeError("benches/loadgen-rs is not built (benches/run.sh builds it)")
+    topic_cfg = SYSTEMS[system][1]
+    tag = system.replace("-", "")
+    for rep in range(o.repeat):
+        for count, size in p["rs_throughput"]:
+            for np in o.rs_partitions:
+                for acks in acks_of(system):
+                    topic = f"bench-{tag}-rs-{size}b-p{np}-acks{acks}-{rep}"
+                    create_topics(cluster.bootstrap, [topic], np, 3, topic_cfg, timeout=120)
+                    nodes.reset_peak_rss()
+                    la = loadavg()
+                    for mode in ("produce", "consume"):
+                        log(f"   throughput {size} B p={np} acks={acks} {mode} {count} ...")
+                        res = measured(nodes, lambda: run_loadgen(client, mode, cluster.bootstrap, topic, count, size,
+                                                                  acks, p["timeout"]))
+                        gb = res["bytes"] / 1e9
+                        res.update(workload="throughput", system=system, mode=mode, phase=f"{mode} {size} B",
+                                   acks=acks, size=size, target_count=count, partitions=np, rep=rep,
+                                   loadavg_before=la, client="benches/loadgen-rs",
+                                   broker_cpu_s_per_gb=round(res["broker_cpu_s"] / gb, 2) if gb else None,
+                                   broker_peak_rss_mb=nodes.peak_rss_mb())
+                        log(f"     {res['records_per_s']:,.0f} rec/s {res['mb_per_s']:.1f} MB/s, broker cpu "
+                            f"{res['broker_cpu_s']} s ({res['broker_cpu_s_per_gb']} s/GB), peak RSS "
+                            f"{sum(res['broker_peak_rss_mb'].values()):.0f} MB, other cpu {res['other_cpu_s']} s"
+                            f"{' TIMED OUT' if res.get('timed_out') else ''}")
+                        rows.append(res)
+
+
+def rs_latency(system, cluster, nodes, p, o, rows):
+    """End-to-end latency at a fixed rate well below saturation (loadgen-rs `latency`: coordinated
+    omission corrected, from each record's intended send time)."""
+    client = rust_loadgen()
+    if client is None:
+        raise RuntimeError("benches/loadgen-rs is not built (benches/run.sh builds it)")
+    topic_cfg = SYSTEMS[system][1]
+    tag = system.replace("-", "")
+    for acks in acks_of(system):
+        topic = f"bench-{tag}-latency-p{o.latency_partitions}-acks{acks}"
+        create_topics(cluster.bootstrap, [topic], o.latency_partitions, 3, topic_cfg, timeout=120)
+        la = loadavg()
+        log(f"   latency acks={acks} {p['rate']}/s x 100 B, {o.latency_partitions} partitions, {p['latency_seconds']} s ...")
+        extra = ["--rate", str(p["rate"]), "--duration", str(p["latency_seconds"]), "--warmup", "2"]
+        res = measured(nodes, lambda: run_loadgen(client, "latency", cluster.bootstrap, topic, 0, 100, acks,
+                                                  p["timeout"], extra))
+        res.update(workload="latency", system=system, phase="latency", acks=acks, size=100,
+                   partitions=o.latency_partitions, loadavg_before=la,
+                   broker_cpu_pct=round(100 * res["broker_cpu_s"] / res["wall_s"], 1))
+        pl, el = res["produce_latency_ms"], res["e2e_latency_ms"]
+        log(f"     produce p50 {pl['p50']} p99 {pl['p99']} p99.9 {pl['p999']} max {pl['max']} ms; e2e p50 {el['p50']} "
+            f"p99 {el['p99']} p99.9 {el['p999']} max {el['max']} ms; broker cpu {res['broker_cpu_pct']} %")
+        rows.append(res)
+
+
+def eventbus(system, cluster, nodes, p, rows):
+    """The event-bus client profile (benches/groups.py), on a topic with replication factor 3."""
+    from groups import bench_eventbus
+    log(f"   event bus: produce {p['eventbus_records']}, consume+commit {p['eventbus_commits']} ...")
+    res = measured(nodes, lambda: bench_eventbus(cluster.bootstrap, p["eventbus_records"], p["eventbus_commits"],
+                                                 p["timeout"], replication_factor=3))
+    res.update(workload="eventbus", system=system, phase="eventbus")
+    log(f"     produce {res['produce_records_per_s']:,.0f} rec/s; consume+commit {res['records_per_s']:,.0f} rec/s, "
+        f"commit p50 {res['commit_p50_ms']} p99 {res['commit_p99_ms']} ms")
+    rows.append(res)
 
 
 def idle_cost(system, cluster, nodes, p, out):
@@ -269,7 +379,7 @@ def idle_cost(system, cluster, nodes, p, out):
     out["idle_partitions"] = n
 
 
-def run_cluster(kind, systems, p, partitions, rows, idle):
+def run_cluster(kind, systems, p, o, rows, idle):
     log(f"== {kind}: starting 3 nodes")
     t0 = time.monotonic()
     cluster = RillCluster(3, RILL_DEFAULTS) if kind == "rill" else KafkaCluster(3)
@@ -282,15 +392,24 @@ def run_cluster(kind, systems, p, partitions, rows, idle):
         idle.setdefault(kind, {})["startup_s"] = round(time.monotonic() - t0, 1)
         idle[kind]["fsync_probe"] = probe
         warm = f"bench-warmup-{kind}"
-        create_topics(cluster.bootstrap, [warm], partitions, 3, {}, timeout=60)
-        if not p.get("no_load"):
+        create_topics(cluster.bootstrap, [warm], o.partitions, 3, {}, timeout=60)
+        if set(o.workloads) - {"idle"}:
             log(f"   warm-up {p['warmup']} x 100 B acks=1 (not recorded)")
             run_loadgen(LOADGEN, "produce", cluster.bootstrap, warm, p["warmup"], 100, "1", p["timeout"])
             for s in systems:
                 log(f"== {s}")
-                load_phases(s, cluster, nodes, p, p["timeout"], partitions, rows)
-        log(f"== {kind}: idle cost")
-        idle_cost(systems[0], cluster, nodes, p, idle[kind])
+                if "sync" in o.workloads:
+                    load_phases(s, cluster, nodes, p, p["timeout"], o.partitions, rows)
+                if "throughput" in o.workloads:
+                    rs_throughput(s, cluster, nodes, p, o, rows)
+                if "latency" in o.workloads:
+                    rs_latency(s, cluster, nodes, p, o, rows)
+                # kafka-flush1 is a topic setting; the event-bus topic is made by the workload.
+                if "eventbus" in o.workloads and s != "kafka-flush1":
+                    eventbus(s, cluster, nodes, p, rows)
+        if "idle" in o.workloads:
+            log(f"== {kind}: idle cost")
+            idle_cost(systems[0], cluster, nodes, p, idle[kind])
     finally:
         stop_cluster(kind, cluster, idle)
 
@@ -344,6 +463,8 @@ def table(rows, idle):
     out = ["| system | phase | records | records/s | MB/s | latency p50 / p99 ms | broker CPU s (3 nodes) | errors | load avg |",
            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        if r.get("workload"):
+            continue
         out.append(f"| {r['system']} | {r['phase']} | {r['records']:,} x {r['size']} B | {r['records_per_s']:,.0f} | "
                    f"{r['mb_per_s']:.1f} | {fmt_lat(r)} | {r['broker_cpu_s']:.1f} | {r.get('errors', 0)}"
                    f"{' TIMEOUT' if r.get('timed_out') else ''} | {r['loadavg_before'][0]:.1f} |")
@@ -358,6 +479,39 @@ def table(rows, idle):
                    f"{' / '.join(f'{x:.1f}' for x in i['cpu_pct_per_node'].values())} | {i['rss_mb_total']:.0f} | "
                    f"{b['partitions']}, {b['cpu_pct_total']:.1f} %, {b['rss_mb_total']:.0f} | {v['create_s']} | "
                    f"{i['other_cpu_pct']:.0f} | {i['loadavg'][0]:.1f} |")
+    return "\n".join(out) + "\n\n" + workload_tables(rows)
+
+
+def workload_tables(rows):
+    out = []
+    tp = [r for r in rows if r.get("workload") == "throughput"]
+    if tp:
+        out += ["| system | records | partitions | acks | phase | rep | records/s | MB/s | broker CPU s/GB (3 nodes) | "
+                "peak RSS MB (3 nodes) | other CPU s | load avg |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in tp:
+            out.append(f"| {r['system']} | {r['target_count']:,} x {r['size']} B | {r['partitions']} | {r['acks']} | "
+                       f"{r['mode']} | {r['rep']} | {r['records_per_s']:,.0f}{' TIMEOUT' if r.get('timed_out') else ''} | "
+                       f"{r['mb_per_s']:.1f} | {r['broker_cpu_s_per_gb']} | {sum(r['broker_peak_rss_mb'].values()):.0f} | "
+                       f"{r['other_cpu_s']} | {r['loadavg_before'][0]:.1f} |")
+        out.append("")
+    lat = [r for r in rows if r.get("workload") == "latency"]
+    if lat:
+        out += ["| system | acks | partitions | rate/s | produce p50 / p99 / p99.9 / max ms | end-to-end p50 / p99 / p99.9 / max ms | "
+                "broker CPU % (3 nodes) | errors |", "|---|---|---:|---:|---|---|---:|---:|"]
+        for r in lat:
+            pl, el = r["produce_latency_ms"], r["e2e_latency_ms"]
+            out.append(f"| {r['system']} | {r['acks']} | {r['partitions']} | {r['records_per_s']:,.0f} | "
+                       + " / ".join(str(pl[k]) for k in ("p50", "p99", "p999", "max")) + " | "
+                       + " / ".join(str(el[k]) for k in ("p50", "p99", "p999", "max"))
+                       + f" | {r['broker_cpu_pct']} | {r.get('errors', 0)} |")
+        out.append("")
+    eb = [r for r in rows if r.get("workload") == "eventbus"]
+    if eb:
+        out += ["| system | event-bus produce rec/s | consume + commit rec/s | commit p50 / p99 ms | broker CPU s |",
+                "|---|---:|---:|---|---:|"]
+        for r in eb:
+            out.append(f"| {r['system']} | {r['produce_records_per_s']:,.0f} | {r['records_per_s']:,.0f} | "
+                       f"{r['commit_p50_ms']} / {r['commit_p99_ms']} | {r['broker_cpu_s']} |")
     return "\n".join(out)
 
 
@@ -375,7 +529,12 @@ def main():
     ap.add_argument("--settle-seconds", type=float, default=None, help="wait after creating the idle partitions (default 60, smoke 2)")
     ap.add_argument("--timeout", type=float, default=None, help="per load phase")
     ap.add_argument("--max-seconds", type=int, default=None, help="whole run (SIGALRM); default 2400, smoke 110")
-    ap.add_argument("--no-load", action="store_true", help="only the idle measurement")
+    ap.add_argument("--no-load", action="store_true", help="only the idle measurement (--workloads idle)")
+    ap.add_argument("--workloads", default=None,
+                    help="comma list of " + ",".join(WORKLOADS) + " (default all; with --smoke: sync,idle)")
+    ap.add_argument("--throughput-partitions", default="6,100", help="throughput: comma list of partition counts")
+    ap.add_argument("--latency-partitions", type=int, default=6)
+    ap.add_argument("--repeat", type=int, default=1, help="throughput: runs per (size, partitions, acks)")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     systems = [s for s in (a.systems or ("rill" if a.smoke else "rill,kafka,kafka-flush1")).split(",") if s]
@@ -386,7 +545,11 @@ def main():
     for k in ("idle_partitions", "idle_seconds", "settle_seconds", "timeout", "max_seconds"):
         if getattr(a, k) is not None:
             p[k] = getattr(a, k)
-    p["no_load"] = a.no_load
+    a.workloads = ["idle"] if a.no_load else (a.workloads or ("sync,idle" if a.smoke else ",".join(WORKLOADS))).split(",")
+    for w in a.workloads:
+        if w not in WORKLOADS:
+            ap.error(f"unknown workload {w}")
+    a.rs_partitions = [int(x) for x in a.throughput_partitions.split(",") if x]
     # Kafka with the default tiered JIT (the test helper limits the JVM to C1); see java-c2.sh.
     os.environ.setdefault("JAVA", os.path.join(HERE, "java-c2.sh"))
 
@@ -402,7 +565,8 @@ def main():
     meta = {"started": datetime.datetime.now().isoformat(timespec="seconds"), "smoke": a.smoke,
             "machine": machine(), "loadavg_start": loadavg(), "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0], "client": "benches/loadgen.py", "nodes": 3,
-            "replication_factor": 3, "partitions": a.partitions, "params": p, "rill_bin": os.environ.get("RILL_BIN"),
+            "replication_factor": 3, "partitions": a.partitions, "params": p, "workloads": a.workloads,
+            "throughput_partitions": a.rs_partitions, "latency_partitions": a.latency_partitions, "repeat": a.repeat, "rill_bin": os.environ.get("RILL_BIN"),
             "java": os.environ.get("JAVA"), "nice": os.nice(0), **git_info()}
     rows, idle = [], {}
     failed = None
@@ -410,7 +574,7 @@ def main():
     try:
         kinds = [k for k in ("rill", "kafka") if any(SYSTEMS[s][0] == k for s in systems)]
         for k in kinds:
-            run_cluster(k, [s for s in systems if SYSTEMS[s][0] == k], p, a.partitions, rows, idle)
+            run_cluster(k, [s for s in systems if SYSTEMS[s][0] == k], p, a, rows, idle)
     except BaseException as e:  # noqa: BLE001 - report what was measured so far
         failed = f"{type(e).__name__}: {e}"
         log(f"FAILED: {failed}")

@@ -52,9 +52,10 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, int(round(q / 100.0 * (len(xs) - 1))))]
 
 
-def create_topic(bootstrap, name, partitions):
+def create_topic(bootstrap, name, partitions, replication_factor=1):
     a = AdminClient({"bootstrap.servers": bootstrap})
-    a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(timeout=30)
+    nt = NewTopic(name, num_partitions=partitions, replication_factor=replication_factor)
+    a.create_topics([nt])[name].result(timeout=30)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         t = a.list_topics(topic=name, timeout=10).topics.get(name)
@@ -122,7 +123,7 @@ def avro_framed(rng, schema_id=42):
     return b"\x00" + schema_id.to_bytes(4, "big") + rng.randbytes(rng.randint(99, 199))
 
 
-def bench_eventbus(bootstrap, n_produce, n_commit, timeout=PHASE_TIMEOUT):
+def bench_eventbus(bootstrap, n_produce, n_commit, timeout=PHASE_TIMEOUT, replication_factor=1):
     """The event-bus profile of /work/shared/CLIENT-PROFILES.md as it is: a producer with
     batch.size=1024, linger.ms=5, acks unset (the client default: all), idempotence off, null
     keys, 104-204 B Avro-framed values (timed from the first produce() to the last delivery);
@@ -131,7 +132,7 @@ def bench_eventbus(bootstrap, n_produce, n_commit, timeout=PHASE_TIMEOUT):
     import random
     rng = random.Random(7)
     topic = f"bench-eventbus-{uuid.uuid4().hex[:8]}"
-    create_topic(bootstrap, topic, 1)
+    create_topic(bootstrap, topic, 1, replication_factor)
     values = [avro_framed(rng) for _ in range(min(n_produce, 10_000))]
     errors = []
     p = Producer({"bootstrap.servers": bootstrap, "batch.size": 1024, "linger.ms": 5, "enable.idempotence": False,
