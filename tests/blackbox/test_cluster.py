@@ -65,6 +65,15 @@ def metric(node, name):
     raise AssertionError(f"{name} not in /metrics")
 
 
+def power_cycle(c):
+    """kill -9 every node, then start them all again: what a power loss does to the cluster."""
+    for n in list(c.nodes):
+        c.kill9(n)
+    for n in list(c.nodes):
+        c.nodes[n].restart(90)
+    c.wait_ready(90)
+
+
 def read_all(bootstrap, topic, partitions, expect, timeout=60):
     """Every record of the partitions from the beginning, by partition: [(offset, value)]."""
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "cluster-reader", "enable.auto.commit": False,
@@ -1063,11 +1072,7 @@ def test_moved_partition_survives_every_node_restarting_at_once():
             p.produce("roams", value=f"r{i}".encode(), partition=0)
         assert p.flush(30) == 0
         del p
-        for n in list(c.nodes):
-            c.kill9(n)
-        for n in list(c.nodes):
-            c.nodes[n].restart(90)
-        c.wait_ready(90)
+        power_cycle(c)
         got = read_all(c.bootstrap, "roams", 1, 400)
         assert [o for o, _ in got[0]] == list(range(400)), "offsets are dense and none was lost"
         assert [v for _, v in got[0]] == [f"r{i}" for i in range(400)]
@@ -1102,11 +1107,7 @@ def test_recreated_topic_survives_every_node_restarting_at_once(cluster):
         p.produce("reborn", value=f"new{i}".encode(), partition=i % 2)
     assert p.flush(30) == 0
     del p
-    for n in list(c.nodes):
-        c.kill9(n)
-    for n in list(c.nodes):
-        c.nodes[n].restart(90)
-    c.wait_ready(90)
+    power_cycle(c)
     for part in range(2):
         c.leader("reborn", part)
     got = read_all(c.bootstrap, "reborn", 2, 200)
