@@ -99,6 +99,19 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("postcard encodes into a Vec")
 }
 
+/// Bytes of a request frame before its body: length, correlation id, kind, group.
+const REQUEST_HEAD: usize = 4 + 8 + 1 + 8;
+
+/// A request frame with room for its head (filled by [`Peers::send_frame`]) and `req` encoded
+/// after it, in one allocation of the exact size. Encoding into a growing Vec re-copied an
+/// AppendEntries of megabytes several times, and framing it copied it once more.
+fn request_frame<T: Serialize>(req: &T) -> Vec<u8> {
+    let size = postcard::experimental::serialized_size(req).unwrap_or(0);
+    let mut frame = Vec::with_capacity(REQUEST_HEAD + size);
+    frame.resize(REQUEST_HEAD, 0);
+    postcard::to_extend(req, frame).expect("postcard encodes into a Vec")
+}
+
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     postcard::from_bytes(b).map_err(|e| format!("undecodable body: {e}"))
 }
@@ -253,28 +266,44 @@ async fn write_frames(wr: &mut (impl AsyncWriteExt + Unpin), mut rx: mpsc::Recei
     let mut batch = Vec::with_capacity(64);
     let mut buf = BytesMut::new();
     while rx.recv_many(&mut batch, 64).await > 0 {
-        if batch.len() == 1 {
-            wr.write_all(&batch[0]).await?;
-        } else {
-            buf.clear();
-            for f in &batch {
-                buf.extend_from_slice(f);
+        for f in batch.drain(..) {
+            // Large frames (appends of records) go out as they are: copying them to share a
+            // syscall costs more than the syscall.
+            if f.len() >= COALESCE_MAX {
+                if !buf.is_empty() {
+                    wr.write_all(&buf).await?;
+                    buf.clear();
+                }
+                wr.write_all(&f).await?;
+            } else {
+                buf.extend_from_slice(&f);
             }
-            wr.write_all(&buf).await?;
         }
-        batch.clear();
+        if !buf.is_empty() {
+            wr.write_all(&buf).await?;
+            buf.clear();
+        }
     }
     Ok(())
 }
+
+/// Frames below this size are coalesced into one write.
+const COALESCE_MAX: usize = 64 * 1024;
 
 async fn read_frame(rd: &mut (impl AsyncReadExt + Unpin)) -> io::Result<Bytes> {
     let len = rd.read_u32().await? as usize;
     if len > MAX_FRAME {
         return Err(io::Error::other(format!("raft frame of {len} bytes")));
     }
-    let mut buf = vec![0u8; len];
-    rd.read_exact(&mut buf).await?;
-    Ok(buf.into())
+    // Not zero-filled first: frames carry megabytes of records.
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let want = len - buf.len();
+        if rd.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(buf.freeze())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -428,18 +457,34 @@ impl Peers {
         body: &[u8],
         timeout: Duration,
     ) -> Result<Bytes, CallError> {
+        let mut frame = Vec::with_capacity(REQUEST_HEAD + body.len());
+        frame.resize(REQUEST_HEAD, 0);
+        frame.extend_from_slice(body);
+        self.send_frame(target, k, group, frame, timeout).await
+    }
+
+    /// Like [`Peers::call`], with the body already in `frame` after [`REQUEST_HEAD`] bytes
+    /// of room for the head, which is filled here.
+    async fn send_frame(
+        &self,
+        target: NodeId,
+        k: u8,
+        group: u64,
+        mut frame: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Bytes, CallError> {
         let fut = async {
             let conn = self.conn(target).await?;
             let corr = self.next_corr.fetch_add(1, Ordering::Relaxed);
             let (wtx, wrx) = oneshot::channel();
             conn.pending.lock().insert(corr, wtx);
-            let mut out = BytesMut::with_capacity(21 + body.len());
-            out.put_u32((17 + body.len()) as u32);
-            out.put_u64(corr);
-            out.put_u8(k);
-            out.put_u64(group);
-            out.extend_from_slice(body);
-            if conn.tx.send(out.freeze()).await.is_err() {
+            let len = (frame.len() - 4) as u32;
+            let mut head = &mut frame[..REQUEST_HEAD];
+            head.put_u32(len);
+            head.put_u64(corr);
+            head.put_u8(k);
+            head.put_u64(group);
+            if conn.tx.send(Bytes::from(frame)).await.is_err() {
                 conn.pending.lock().remove(&corr);
                 return Err(CallError::Unreachable(target, "connection closed".into()));
             }
@@ -508,7 +553,7 @@ impl GroupClient {
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig, E>> {
         let ttl = option.soft_ttl();
-        let body = self.peers.call(self.target, k, self.group, &enc(req), ttl).await;
+        let body = self.peers.send_frame(self.target, k, self.group, request_frame(req), ttl).await;
         let body = body.map_err(|e| self.rpc_error(e, action, ttl))?;
         dec(&body).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
