@@ -993,9 +993,7 @@ async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
             .iter()
             .zip(&t.partitions)
             .enumerate()
-            .filter(|(_, (a, p))| {
-                p.is_none() && (a.replicas.contains(&me) || a.target.as_ref().is_some_and(|t| t.contains(&me)))
-            })
+            .filter(|(_, (a, p))| p.is_none() && a.all_replicas().contains(&me))
             .map(|(i, _)| i as i32)
             .collect();
         if missing.is_empty() {
