@@ -132,6 +132,15 @@ def result_path(prefix, smoke, out=None):
     return path
 
 
+def rust_loadgen():
+    """benches/loadgen-rs's binary (built by benches/run.sh), from $CARGO_TARGET_DIR or its own
+    target/; None if it is not built."""
+    for d in (os.environ.get("CARGO_TARGET_DIR"), os.path.join(HERE, "loadgen-rs", "target")):
+        if d and os.path.exists(os.path.join(d, "release", "rill-loadgen")):
+            return os.path.join(d, "release", "rill-loadgen")
+    return None
+
+
 def run_loadgen(cmd, mode, bootstrap, topic, count, size, acks, timeout, extra=()):
     """Run a load generator (loadgen.py or loadgen-rs: same arguments, one JSON line out) in its
     own process, killed 60 s after its own --timeout."""

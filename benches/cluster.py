@@ -68,7 +68,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from benchlib import (broker_cpu_s, create_topics, fsync_probe, git_info, loadavg, machine,  # noqa: E402
-                      machine_busy_s, proc_status_kb, reset_hwm, result_path, run_loadgen, wait_leaders)
+                      machine_busy_s, proc_status_kb, reset_hwm, result_path, run_loadgen, rust_loadgen,
+                      wait_leaders)
 from broker import Broker, free_port  # noqa: E402  (tests/support/broker.py)
 
 # tests/support/cluster.py, loaded by path: this file's own name shadows it on sys.path.
@@ -203,12 +204,13 @@ class Nodes:
         return {i: round(proc_status_kb(p, "VmHWM") / 1024, 1) for i, p in self.pids().items()}
 
 
-def rust_loadgen():
-    """benches/loadgen-rs's binary (built by benches/run.sh), from $CARGO_TARGET_DIR or its own target/."""
-    for d in (os.environ.get("CARGO_TARGET_DIR"), os.path.join(HERE, "loadgen-rs", "target")):
-        if d and os.path.exists(os.path.join(d, "release", "rill-loadgen")):
-            return [os.path.join(d, "release", "rill-loadgen")]
-    return None
+def loadgen_rs():
+    """The Rust load generator's command (benchlib.rust_loadgen); the workloads that need it fail
+    without it."""
+    path = rust_loadgen()
+    if path is None:
+        raise RuntimeError("benches/loadgen-rs is not built (benches/run.sh builds it)")
+    return [path]
 
 
 def measured(nodes, fn):
@@ -264,9 +266,7 @@ def acks_of(system):
 def rs_throughput(system, cluster, nodes, p, o, rows):
     """Max throughput with the Rust client (as benches/run.py on one node): produce N records as
     fast as possible, then a fresh consumer reads them back, per (size, partitions, acks, repeat)."""
-    client = rust_loadgen()
-    if client is None:
-        raise RuntimeError("benches/loadgen-rs is not built (benches/run.sh builds it)")
+    client = loadgen_rs()
     topic_cfg = SYSTEMS[system][1]
     tag = system.replace("-", "")
     for rep in range(o.repeat):
@@ -297,9 +297,7 @@ def rs_throughput(system, cluster, nodes, p, o, rows):
 def rs_latency(system, cluster, nodes, p, o, rows):
     """End-to-end latency at a fixed rate well below saturation (loadgen-rs `latency`: coordinated
     omission corrected, from each record's intended send time)."""
-    client = rust_loadgen()
-    if client is None:
-        raise RuntimeError("benches/loadgen-rs is not built (benches/run.sh builds it)")
+    client = loadgen_rs()
     topic_cfg = SYSTEMS[system][1]
     tag = system.replace("-", "")
     for acks in acks_of(system):

@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from broker import Broker  # noqa: E402  (tests/support/broker.py)
 import workloads  # noqa: E402
 from benchlib import (broker_cpu_s, create_topics, fsync_probe, git_info, loadavg, machine,  # noqa: E402
-                      machine_busy_s, markdown, proc_status_kb, reset_hwm, result_path, run_loadgen, svg_bars)
+                      machine_busy_s, markdown, proc_status_kb, reset_hwm, result_path, run_loadgen,
+                      rust_loadgen, svg_bars)
 
 SCENARIOS = {"small": (1_000_000, 100), "large": (200_000, 1024)}
 SMOKE = {"small": (20_000, 100), "large": (4_000, 1024)}
@@ -52,13 +53,6 @@ SYSTEMS = {
     "kafka-flush1": ("kafka", {"log.flush.interval.messages": "1"}, {"flush.messages": "1"}, ["all"]),
 }
 CLIENT = {"cmd": None}
-
-
-def rust_loadgen():
-    for d in (os.environ.get("CARGO_TARGET_DIR"), os.path.join(HERE, "loadgen-rs", "target")):
-        if d and os.path.exists(os.path.join(d, "release", "rill-loadgen")):
-            return os.path.join(d, "release", "rill-loadgen")
-    return None
 
 
 def loadgen(mode, bootstrap, topic, count, size, acks, timeout):
