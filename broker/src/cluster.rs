@@ -835,14 +835,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 });
                 all.push(a);
             }
-            broker.topics.install(Topic {
-                name: t.name.clone(),
-                id,
-                configs: t.configs.clone(),
-                settings: t.settings.clone(),
-                partitions: parts,
-                assignment: all,
-            })?;
+            broker.topics.install(t.with_replicas(parts, all))?;
         }
         Command::SetConfigs { name, id, configs } => {
             if broker.topics.get(&name).is_some_and(|t| t.id == id) {
@@ -956,14 +949,7 @@ async fn set_assignment(
     }
     let mut assignment = t.assignment.clone();
     assignment[index as usize] = a;
-    broker.topics.install(Topic {
-        name: t.name.clone(),
-        id: t.id,
-        configs: t.configs.clone(),
-        settings: t.settings.clone(),
-        partitions: parts,
-        assignment,
-    })?;
+    broker.topics.install(t.with_replicas(parts, assignment))?;
     if let (Some(p), Some(c)) = (dropped, broker.cluster.clone()) {
         c.drop_replica(broker, &p, t.id).await;
     }
@@ -1011,15 +997,7 @@ async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
             }
         }
         if opened {
-            let topic = Topic {
-                name: t.name.clone(),
-                id: t.id,
-                configs: t.configs.clone(),
-                settings: t.settings.clone(),
-                partitions: parts,
-                assignment: t.assignment.clone(),
-            };
-            if let Err(e) = broker.topics.install(topic) {
+            if let Err(e) = broker.topics.install(t.with_replicas(parts, t.assignment.clone())) {
                 tracing::warn!(topic = %t.name, error = %e, "installing reopened replicas failed");
             }
         }

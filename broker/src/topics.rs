@@ -104,6 +104,20 @@ pub struct Topic {
     pub assignment: Vec<Assignment>,
 }
 
+impl Topic {
+    /// The same topic with other replicas open here and another assignment (cluster mode).
+    pub fn with_replicas(&self, partitions: Vec<Option<Arc<Partition>>>, assignment: Vec<Assignment>) -> Topic {
+        Topic {
+            name: self.name.clone(),
+            id: self.id,
+            configs: self.configs.clone(),
+            settings: self.settings.clone(),
+            partitions,
+            assignment,
+        }
+    }
+}
+
 /// Cluster mode: who holds a partition, and while it is being reassigned, who will.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Assignment {
