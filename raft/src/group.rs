@@ -47,6 +47,13 @@ pub fn raft_config(timing: &Timing) -> Arc<Config> {
         // takes such a reversion for a bug and stops replicating to it. Re-replicating is what
         // an operator replacing a disk wants (Kafka does the same).
         allow_log_reversion: Some(true),
+        // openraft lets a restarted leader take its leadership back without an election.
+        // Here that leader may come back with a stale commit index (the committed hint is
+        // not fsynced), so a stale high watermark, and, after a power loss, without entries a
+        // quorum of followers had committed while its own fsync was still in flight. An
+        // election instead makes the longest log win and commits an entry of the new term
+        // before the high watermark moves.
+        enable_leader_restore: Some(false),
         ..Default::default()
     };
     Arc::new(c.validate().expect("valid raft config"))

@@ -170,6 +170,7 @@ def closed_by_peer(s, timeout=10):
 
 # ---------------------------------------------------------------- APIs
 API_PRODUCE, API_METADATA, API_API_VERSIONS, API_CREATE_TOPICS = 0, 3, 18, 19
+API_OFFSET_FOR_LEADER_EPOCH = 23
 
 
 def api_versions(s, version=0, corr=1):
@@ -305,3 +306,19 @@ def produce_v10(s, topic, partition, records_bytes, version=10, corr=12):
                 e.string(), e.tags()
                 endpoints[node] = (host, port)
     return err, leader, endpoints
+
+
+def offset_for_leader_epoch(s, topic, partition, leader_epoch, current_leader_epoch=-1, corr=23):
+    """OffsetForLeaderEpoch v3 (a consumer's, replica id -1) for one partition: returns
+    (error_code, leader_epoch, end_offset)."""
+    w = W()
+    w.i32(-1).array([topic], lambda w, t: w.string(t).array(
+        [partition], lambda w, p: w.i32(p).i32(current_leader_epoch).i32(leader_epoch)))
+    s.sendall(request(API_OFFSET_FOR_LEADER_EPOCH, 3, corr, bytes(w.b), flexible_header=False))
+    r = R(recv_frame(s))
+    assert r.i32() == corr
+    r.i32()  # throttle
+    assert r.array_len() == 1 and r.string() == topic and r.array_len() == 1
+    err = r.i16()
+    assert r.i32() == partition
+    return err, r.i32(), r.i64()
