@@ -134,9 +134,28 @@ pub struct ClientLog {
     pub name: String,
 }
 
+/// librdkafka debug facilities (of `debug=topic`) that show where a consumer's fetch position
+/// moves and why: assign and seek, offset resets and validation, fetch version changes,
+/// partitions dropped from and returned to metadata. Kept in `clients.log`, so that a
+/// poll-skip can be traced to the client or the broker. Low volume: none is per fetch.
+const POSITION_FACILITIES: &[&str] = &[
+    "FETCH",
+    "FETCHDEC",
+    "OFFSET",
+    "VALIDATE",
+    "OFFSETVALID",
+    "DESIRED",
+    "REMOVE",
+    "PARTCNT",
+    "PARTSTATE",
+    "BRKDELGT",
+];
+
 impl ClientContext for ClientLog {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
-        if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
+        if matches!(level, RDKafkaLogLevel::Debug) && POSITION_FACILITIES.contains(&fac) {
+            crate::log::client_line(&format!("{} {fac} {msg}", self.name));
+        } else if (level as i32) <= RDKafkaLogLevel::Warning as i32 {
             crate::log::client_line(&format!("{} {level:?} {fac} {msg}", self.name));
             if fac == "OFFSET" {
                 jlog!("client {}: {fac} {msg}", self.name);
@@ -175,6 +194,7 @@ fn producer_config(o: &Options, idempotent: bool) -> ClientConfig {
         .set("linger.ms", "5")
         .set("batch.size", "1024")
         .set("topic.metadata.refresh.interval.ms", "2000");
+    c.set_log_level(RDKafkaLogLevel::Warning);
     c
 }
 
@@ -192,7 +212,11 @@ fn consumer_config(o: &Options, group: &str) -> ClientConfig {
         .set("fetch.wait.max.ms", "200")
         // Small prefetch: bounds the memory of leaked clients.
         .set("queued.max.messages.kbytes", "2048")
-        .set("topic.metadata.refresh.interval.ms", "2000");
+        .set("topic.metadata.refresh.interval.ms", "2000")
+        .set("debug", "topic");
+    // rust-rdkafka derives librdkafka's log level from the `log` crate, which the harness
+    // does not use: without this, librdkafka drops everything below errors.
+    c.set_log_level(RDKafkaLogLevel::Debug);
     c
 }
 
