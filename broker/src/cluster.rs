@@ -198,9 +198,6 @@ pub struct Cluster {
     raft_config: Arc<openraft::Config>,
     /// Raft index of the last metadata entry this node has applied.
     applied: watch::Sender<u64>,
-    /// Set once this node's registration is applied here: it has caught up with the
-    /// metadata log as it stood when it registered.
-    caught_up: watch::Sender<bool>,
     commands: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<(u64, Bytes)>>>,
     /// Leaders of partition groups as their leaders announce them: group -> (leader, term).
     /// What this node knows of the partitions it holds no replica of.
@@ -280,7 +277,6 @@ impl Cluster {
             Self::spawn_initialize(m, p, others, members, wait);
         }
         let (applied, _) = watch::channel(0);
-        let (caught_up, _) = watch::channel(false);
         Ok(Arc::new(Cluster {
             node_id,
             peers,
@@ -291,7 +287,6 @@ impl Cluster {
             brokers: RwLock::new(BTreeMap::new()),
             raft_config,
             applied,
-            caught_up,
             commands: parking_lot::Mutex::new(Some(rx)),
             leaders,
             reassigning: parking_lot::Mutex::new(HashSet::new()),
@@ -351,7 +346,6 @@ impl Cluster {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             tracing::info!(node = cluster.node_id, "registered with the metadata quorum");
-            cluster.caught_up.send_replace(true);
         });
         tokio::spawn(ensure_offsets_topic(broker.clone()));
         tokio::spawn(rebalance_leaders(broker.clone()));
@@ -420,16 +414,6 @@ impl Cluster {
     pub async fn propose_and_wait(&self, cmd: &Command) -> Result<(), KafkaError> {
         let index = self.propose(cmd).await?;
         self.wait_applied(index).await
-    }
-
-    /// Returns once this node has caught up with the metadata log: its registration, proposed
-    /// through the metadata leader at start-up, is applied here, and so is everything
-    /// committed before it. Clients are served only from then on, as Kafka brokers open
-    /// their listeners only once caught up: a node replaying its log would otherwise answer
-    /// from a past state (topics missing, old replicas and leaders).
-    pub async fn wait_caught_up(&self) {
-        let mut rx = self.caught_up.subscribe();
-        let _ = rx.wait_for(|c| *c).await;
     }
 
     /// Whether this node has applied its whole metadata log and knows the metadata leader.

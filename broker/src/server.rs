@@ -55,7 +55,6 @@ type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
 pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
     let mut tasks = Vec::new();
-    let mut listeners = Vec::new();
     broker.security.spawn_reloaders();
     for l in &broker.config.listeners {
         let addr = format!("{}:{}", if l.host.is_empty() { "0.0.0.0" } else { &l.host }, l.port);
@@ -63,17 +62,7 @@ pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("cannot bind listener {} on {addr}: {e}", l.name))?;
         tracing::info!(listener = %l.name, addr = %listener.local_addr()?, "listening");
-        listeners.push((listener, l.name.clone()));
-    }
-    // Bound first, so the ports are taken and known; connections wait in the backlog until
-    // this node has caught up with the metadata log (as Kafka's acceptors start only then).
-    if let Some(c) = &broker.cluster {
-        tracing::info!("waiting to catch up with the metadata log before accepting clients");
-        c.wait_caught_up().await;
-        tracing::info!("caught up with the metadata log; accepting clients");
-    }
-    for (listener, name) in listeners {
-        tasks.push(tokio::spawn(accept_loop(broker.clone(), listener, name, limit.clone())));
+        tasks.push(tokio::spawn(accept_loop(broker.clone(), listener, l.name.clone(), limit.clone())));
     }
     for t in tasks {
         t.await??;
