@@ -63,13 +63,17 @@ fn next_seq(seq: i32) -> i32 {
 }
 
 impl ProducerStates {
-    /// Checks a batch's producer epoch and sequence range before it is appended.
+    /// Checks a batch's producer epoch and sequence range before it is appended. A batch
+    /// already in the log at or above `committed_end` (the high watermark) is still in flight:
+    /// answering a retry with its offset would acknowledge a write a leader change may yet
+    /// remove.
     pub fn check(
         &self,
         producer_id: i64,
         epoch: i16,
         first_seq: i32,
         last_seq: i32,
+        committed_end: i64,
     ) -> Result<SequenceCheck, KafkaError> {
         let Some(entry) = self.producers.get(&producer_id) else {
             return Ok(SequenceCheck::Append);
@@ -86,7 +90,7 @@ impl ProducerStates {
             };
         }
         if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
-            if dup.base_offset < 0 {
+            if dup.base_offset < 0 || dup.base_offset >= committed_end {
                 return Ok(SequenceCheck::InFlight);
             }
             return Ok(SequenceCheck::Duplicate { base_offset: dup.base_offset });
@@ -144,6 +148,38 @@ impl ProducerStates {
         Ok(states)
     }
 
+    /// [`ProducerStates::rebuild`] for a leader of a new term, keeping from `old` the batches
+    /// this node submitted whose outcome it has not learnt yet. Their entries may still be on
+    /// their way into the log (openraft appends a write queued under the old term once this
+    /// node leads the new one): rebuilt without them, the state took a retry of such a batch
+    /// for new data and the batch was written twice (jepsen seed 2027, adjacent offsets, right
+    /// after a power loss of every node). Their commit tasks resolve them as before.
+    pub fn rebuild_keeping_in_flight(log: &PartitionLog, old: &ProducerStates) -> Result<ProducerStates, StorageError> {
+        let mut states = Self::rebuild(log)?;
+        for (&pid, o) in &old.producers {
+            for b in o.batches.iter().filter(|b| b.base_offset < 0) {
+                let e = states
+                    .producers
+                    .entry(pid)
+                    .or_insert_with(|| ProducerEntry { epoch: o.epoch, batches: VecDeque::new() });
+                if o.epoch > e.epoch {
+                    e.epoch = o.epoch;
+                    e.batches.clear();
+                } else if o.epoch < e.epoch {
+                    continue;
+                }
+                if e.batches.iter().any(|x| x.first_seq == b.first_seq && x.last_seq == b.last_seq) {
+                    continue; // already in the log: the high watermark decides when it is written
+                }
+                if e.batches.len() == CACHED_BATCHES {
+                    e.batches.pop_front();
+                }
+                e.batches.push_back(*b);
+            }
+        }
+        Ok(states)
+    }
+
     /// Cluster mode records a batch before it is committed (so the producer's next in-flight
     /// batch passes the sequence check) and fills in its offset here once it is.
     pub fn set_offset(&mut self, producer_id: i64, epoch: i16, first_seq: i32, base_offset: i64) {
@@ -172,13 +208,13 @@ mod tests {
     #[test]
     fn duplicates_and_gaps() {
         let mut s = ProducerStates::default();
-        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 0, 0, 4, i64::MAX).unwrap(), SequenceCheck::Append);
         s.record(7, 0, 0, 4, 100);
-        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::Duplicate { base_offset: 100 });
-        assert_eq!(s.check(7, 0, 5, 5).unwrap(), SequenceCheck::Append);
-        assert!(matches!(s.check(7, 0, 9, 9), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
+        assert_eq!(s.check(7, 0, 0, 4, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: 100 });
+        assert_eq!(s.check(7, 0, 5, 5, i64::MAX).unwrap(), SequenceCheck::Append);
+        assert!(matches!(s.check(7, 0, 9, 9, i64::MAX), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
         s.record(7, 1, 0, 0, 200);
-        assert!(matches!(s.check(7, 0, 1, 1), Err(KafkaError::InvalidProducerEpoch)));
+        assert!(matches!(s.check(7, 0, 1, 1, i64::MAX), Err(KafkaError::InvalidProducerEpoch)));
     }
 
     /// A new leader (or a restarted node) must know the batches already in its log: a
@@ -199,11 +235,11 @@ mod tests {
         let second = append(7, 2, 3);
         let other = append(9, 0, 1);
         let s = ProducerStates::rebuild(&log).unwrap();
-        assert_eq!(s.check(7, 0, 0, 1).unwrap(), SequenceCheck::Duplicate { base_offset: first });
-        assert_eq!(s.check(7, 0, 2, 4).unwrap(), SequenceCheck::Duplicate { base_offset: second });
-        assert_eq!(s.check(9, 0, 0, 0).unwrap(), SequenceCheck::Duplicate { base_offset: other });
-        assert_eq!(s.check(7, 0, 5, 5).unwrap(), SequenceCheck::Append);
-        assert!(matches!(s.check(7, 0, 6, 6), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
+        assert_eq!(s.check(7, 0, 0, 1, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: first });
+        assert_eq!(s.check(7, 0, 2, 4, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: second });
+        assert_eq!(s.check(9, 0, 0, 0, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: other });
+        assert_eq!(s.check(7, 0, 5, 5, i64::MAX).unwrap(), SequenceCheck::Append);
+        assert!(matches!(s.check(7, 0, 6, 6, i64::MAX), Err(KafkaError::OutOfOrderSequence { expected: 5, .. })));
     }
 
     /// Compaction empties superseded batches but keeps their headers, so the sequences they
@@ -226,27 +262,60 @@ mod tests {
         let s = ProducerStates::rebuild(&log).unwrap();
         for (seq, first) in firsts.into_iter().enumerate() {
             let seq = seq as i32;
-            assert_eq!(s.check(7, 0, seq, seq).unwrap(), SequenceCheck::Duplicate { base_offset: first });
+            assert_eq!(s.check(7, 0, seq, seq, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: first });
         }
-        assert_eq!(s.check(7, 0, 4, 4).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 0, 4, 4, i64::MAX).unwrap(), SequenceCheck::Append);
     }
 
     #[test]
     fn a_retry_of_an_unresolved_batch_is_in_flight() {
         let mut s = ProducerStates::default();
         s.record(7, 0, 0, 4, -1);
-        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::InFlight);
+        assert_eq!(s.check(7, 0, 0, 4, i64::MAX).unwrap(), SequenceCheck::InFlight);
         s.set_offset(7, 0, 0, 40);
-        assert_eq!(s.check(7, 0, 0, 4).unwrap(), SequenceCheck::Duplicate { base_offset: 40 });
+        assert_eq!(s.check(7, 0, 0, 4, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: 40 });
         s.record(7, 0, 5, 5, -1);
         s.forget_from(7, 0, 5);
-        assert_eq!(s.check(7, 0, 5, 5).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(7, 0, 5, 5, i64::MAX).unwrap(), SequenceCheck::Append);
+    }
+
+    /// A new leader's rebuild keeps the batches it submitted whose entries have not reached
+    /// its log yet; a retry of one waits for it instead of writing it a second time.
+    #[test]
+    fn rebuild_keeps_batches_still_on_their_way_to_the_log() {
+        use rill_protocol::records::{encode_batch, EncodeOptions, RecordIn};
+        let dir = tempfile::tempdir().unwrap();
+        let log = PartitionLog::open(dir.path(), rill_storage::LogConfig::default()).unwrap();
+        let rec = RecordIn { key: None, value: Some(b"x"), headers: &[], timestamp: 1 };
+        let opts = EncodeOptions { producer_id: 7, producer_epoch: 0, base_sequence: 0, ..Default::default() };
+        let first = log.append(&mut encode_batch(&[rec], &opts), 3, None).unwrap().first_offset;
+        let mut old = ProducerStates::default();
+        old.record(7, 0, 0, 0, first);
+        old.record(7, 0, 1, 1, -1); // submitted under the old term, not in the log yet
+        old.record(9, 0, 0, 0, -1); // a producer the log has never seen
+        let s = ProducerStates::rebuild_keeping_in_flight(&log, &old).unwrap();
+        assert_eq!(s.check(7, 0, 0, 0, i64::MAX).unwrap(), SequenceCheck::Duplicate { base_offset: first });
+        assert_eq!(s.check(7, 0, 1, 1, i64::MAX).unwrap(), SequenceCheck::InFlight);
+        assert_eq!(s.check(9, 0, 0, 0, i64::MAX).unwrap(), SequenceCheck::InFlight);
+        assert_eq!(s.check(7, 0, 2, 2, i64::MAX).unwrap(), SequenceCheck::Append);
+        // Without the old state the retry would have been taken for new data.
+        let plain = ProducerStates::rebuild(&log).unwrap();
+        assert_eq!(plain.check(7, 0, 1, 1, i64::MAX).unwrap(), SequenceCheck::Append);
+    }
+
+    /// A batch in the log above the high watermark is not written yet: a retry of it waits.
+    #[test]
+    fn a_logged_batch_above_the_high_watermark_is_in_flight() {
+        let mut s = ProducerStates::default();
+        s.record(7, 0, 0, 4, 100);
+        assert_eq!(s.check(7, 0, 0, 4, 100).unwrap(), SequenceCheck::InFlight);
+        assert_eq!(s.check(7, 0, 0, 4, 105).unwrap(), SequenceCheck::Duplicate { base_offset: 100 });
     }
 
     #[test]
     fn sequence_wraps() {
         let mut s = ProducerStates::default();
         s.record(1, 0, i32::MAX - 1, i32::MAX, 0);
-        assert_eq!(s.check(1, 0, 0, 3).unwrap(), SequenceCheck::Append);
+        assert_eq!(s.check(1, 0, 0, 3, i64::MAX).unwrap(), SequenceCheck::Append);
     }
 }

@@ -90,7 +90,7 @@ fn append(topic: &Topic, partition: &Partition, records: &[u8], acks: i16) -> Re
         *producers = ProducerStates::rebuild(&partition.log)?;
     }
     if idempotent {
-        match producers.check(header.producer_id, header.producer_epoch, header.base_sequence, last_seq)? {
+        match producers.check(header.producer_id, header.producer_epoch, header.base_sequence, last_seq, i64::MAX)? {
             // A single node appends under this lock, so nothing is ever in flight here.
             SequenceCheck::Append | SequenceCheck::InFlight => {}
             SequenceCheck::Duplicate { base_offset } => {
@@ -171,10 +171,10 @@ async fn replicate(topic: &Topic, p: &Arc<Partition>, records: &[u8]) -> Result<
         if idempotent && p.producers_term.swap(term, Ordering::AcqRel) != term {
             // A new leader: the old one's batches are in our log (Raft), so a retry of one
             // of them must be recognised, not appended again.
-            *producers = ProducerStates::rebuild(&p.log)?;
+            *producers = ProducerStates::rebuild_keeping_in_flight(&p.log, &producers)?;
         }
         if idempotent {
-            match producers.check(pid, epoch, seq, last_seq)? {
+            match producers.check(pid, epoch, seq, last_seq, p.high_watermark())? {
                 SequenceCheck::Append => producers.record(pid, epoch, seq, last_seq, -1),
                 SequenceCheck::Duplicate { base_offset } => {
                     let a = Appended {
@@ -264,7 +264,9 @@ async fn await_in_flight(
     let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
     loop {
         tokio::time::sleep(IN_FLIGHT_POLL).await;
-        match p.producers.lock().check(pid, epoch, seq, last_seq)? {
+        // A batch in the log above the high watermark is decided by the next leader.
+        p.check_leader()?;
+        match p.producers.lock().check(pid, epoch, seq, last_seq, p.high_watermark())? {
             SequenceCheck::Duplicate { base_offset } => {
                 return Ok(Appended {
                     base_offset,
