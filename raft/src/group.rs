@@ -88,7 +88,13 @@ impl Group {
         on_apply: Option<ApplyHook>,
         config: Arc<Config>,
     ) -> io::Result<Group> {
-        let store = LogStore::open(dir, log_config)?;
+        // Recovery reads the log's tail, seconds on a slow disk: off the async workers, which
+        // run every group's heartbeats and elections (a node replaying its metadata log opens
+        // its replicas one after another).
+        let path = dir.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || LogStore::open(&path, log_config))
+            .await
+            .map_err(io::Error::other)??;
         let shared = store.shared.clone();
         // The metadata group (the one with a hook) always ticks: it is one group, and every
         // node needs it live.
