@@ -38,6 +38,12 @@ struct ProducerEntry {
     batches: VecDeque<BatchRecord>,
 }
 
+impl ProducerEntry {
+    fn find(&self, first_seq: i32, last_seq: i32) -> Option<&BatchRecord> {
+        self.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+    }
+}
+
 /// What to do with an incoming idempotent batch.
 #[derive(Debug, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -89,7 +95,7 @@ impl ProducerStates {
                 Err(KafkaError::OutOfOrderSequence { producer_id, expected: 0, got: first_seq })
             };
         }
-        if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
+        if let Some(dup) = entry.find(first_seq, last_seq) {
             if dup.base_offset < 0 || dup.base_offset >= committed_end {
                 return Ok(SequenceCheck::InFlight);
             }
@@ -157,24 +163,19 @@ impl ProducerStates {
     pub fn rebuild_keeping_in_flight(log: &PartitionLog, old: &ProducerStates) -> Result<ProducerStates, StorageError> {
         let mut states = Self::rebuild(log)?;
         for (&pid, o) in &old.producers {
+            if states.producers.get(&pid).is_some_and(|e| e.epoch > o.epoch) {
+                continue; // the log already holds a newer epoch of this producer
+            }
             for b in o.batches.iter().filter(|b| b.base_offset < 0) {
-                let e = states
+                // One already in the log stays as logged: the high watermark decides when it
+                // is written.
+                let logged = states
                     .producers
-                    .entry(pid)
-                    .or_insert_with(|| ProducerEntry { epoch: o.epoch, batches: VecDeque::new() });
-                if o.epoch > e.epoch {
-                    e.epoch = o.epoch;
-                    e.batches.clear();
-                } else if o.epoch < e.epoch {
-                    continue;
+                    .get(&pid)
+                    .is_some_and(|e| e.epoch == o.epoch && e.find(b.first_seq, b.last_seq).is_some());
+                if !logged {
+                    states.record(pid, o.epoch, b.first_seq, b.last_seq, -1);
                 }
-                if e.batches.iter().any(|x| x.first_seq == b.first_seq && x.last_seq == b.last_seq) {
-                    continue; // already in the log: the high watermark decides when it is written
-                }
-                if e.batches.len() == CACHED_BATCHES {
-                    e.batches.pop_front();
-                }
-                e.batches.push_back(*b);
             }
         }
         Ok(states)
