@@ -692,6 +692,11 @@ fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64,
                     Ok(Vec::new())
                 }
                 RPC_LEADERS => {
+                    tracing::trace!(
+                        from = body.get(..8).map(|b| u64::from_be_bytes(b.try_into().unwrap())),
+                        groups = body.len().saturating_sub(8) / 16,
+                        "leader announcement"
+                    );
                     record_leaders(&leaders, &body)?;
                     Ok(Vec::new())
                 }
@@ -1078,10 +1083,14 @@ async fn announce_leaders(cluster: Arc<Cluster>) {
             body.extend_from_slice(&term.to_be_bytes());
         }
         let body = Bytes::from(body);
+        tracing::trace!(?led, ?peers, "announcing the groups this node leads");
         for peer in peers.iter().copied() {
             let (c, b) = (cluster.clone(), body.clone());
             tokio::spawn(async move {
-                let _ = c.peers.call(peer as u64, RPC_LEADERS, METADATA_GROUP, &b, Duration::from_secs(2)).await;
+                if let Err(e) = c.peers.call(peer as u64, RPC_LEADERS, METADATA_GROUP, &b, Duration::from_secs(2)).await
+                {
+                    tracing::debug!(peer, error = %e, "leader announcement failed");
+                }
             });
         }
         last = led;

@@ -322,3 +322,28 @@ def offset_for_leader_epoch(s, topic, partition, leader_epoch, current_leader_ep
     err = r.i16()
     assert r.i32() == partition
     return err, r.i32(), r.i64()
+
+
+def metadata(s, topic, corr=3):
+    """Metadata v1 for one topic, asked of the broker behind `s` alone (a client library may
+    send its Metadata request to any broker it has learned of): returns
+    {partition: (leader, replicas)}."""
+    s.sendall(request(API_METADATA, 1, corr, bytes(W().array([topic], lambda w, t: w.string(t)).b),
+                      flexible_header=False))
+    r = R(recv_frame(s))
+    assert r.i32() == corr
+    for _ in range(r.array_len()):  # brokers: node id, host, port, rack
+        r.i32(), r.string(), r.i32(), r.string()
+    r.i32()  # controller id
+    assert r.array_len() == 1
+    r.i16()  # topic error
+    assert r.string() == topic
+    r.i8()  # is internal
+    out = {}
+    for _ in range(r.array_len()):
+        r.i16()  # partition error (LEADER_NOT_AVAILABLE goes with leader -1)
+        index, leader = r.i32(), r.i32()
+        replicas = [r.i32() for _ in range(r.array_len())]
+        [r.i32() for _ in range(r.array_len())]  # isr
+        out[index] = (leader, replicas)
+    return out

@@ -209,6 +209,11 @@ class Broker:
     def cleanup(self):
         if not self.is_external:
             self.stop()
+        # RILL_KEEP_LOGS=<dir>: each broker's log outlives its work directory, for post-mortems.
+        keep = os.environ.get("RILL_KEEP_LOGS")
+        if keep and os.path.exists(self.log_path):
+            os.makedirs(keep, exist_ok=True)
+            shutil.copy(self.log_path, os.path.join(keep, os.path.basename(self.workdir.rstrip("/")) + ".log"))
         if self.own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
