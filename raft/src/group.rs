@@ -99,6 +99,7 @@ impl Group {
         // The metadata group (the one with a hook) always ticks: it is one group, and every
         // node needs it live.
         shared.quiet.allowed.store(on_apply.is_none(), std::sync::atomic::Ordering::Release);
+        shared.apply_reads_records.store(on_apply.is_some(), std::sync::atomic::Ordering::Release);
         let sm = StateMachine::new(shared.clone(), on_apply);
         let network = GroupNetwork { group: id, peers: peers.clone() };
         let raft = Raft::new(node_id, config, network, store, sm).await.map_err(|e| io::Error::other(e.to_string()))?;

@@ -15,11 +15,12 @@ use std::fs::File;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::Stream;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{EntryPayload, OptionalSend};
@@ -46,6 +47,13 @@ pub const SNAPSHOT_FILE: &str = "raft-snapshot.json";
 /// How often the committed index is written down at most. It is only a hint for replaying
 /// after a restart (openraft re-learns the commit index from the leader), so it is not fsynced.
 const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Record bytes one AppendEntries carries at most, unless its first entry alone is larger.
+/// openraft caps a request by entries only (`max_payload_entries`): with produce batches of a
+/// megabyte, a busy group sent frames of tens of megabytes to each follower, and a hundred
+/// busy partitions held gigabytes, each frame allocated, faulted in and freed again. A
+/// megabyte per round trip still moves hundreds of MB/s per partition.
+const REPLICATION_BYTES: usize = 1 << 20;
 
 /// A partition snapshot: the Raft position of a log prefix that retention or DeleteRecords
 /// removed, and the Kafka offset the log continues at. It carries no records: a follower
@@ -78,6 +86,9 @@ pub struct Shared {
     cut: Mutex<Option<EntryMeta>>,
     /// Whether this group's ticker is paused (see `quiesce`).
     pub quiet: crate::quiesce::QuietState,
+    /// Whether the state machine reads the records of the entries it applies (the metadata
+    /// group's does; a partition's needs only the offsets, which the entry index holds).
+    pub(crate) apply_reads_records: AtomicBool,
 }
 
 impl Shared {
@@ -254,6 +265,7 @@ impl LogStore {
             snapshot: Mutex::new(snapshot),
             cut: Mutex::new(None),
             quiet: Default::default(),
+            apply_reads_records: AtomicBool::new(true),
         });
         let (flush_tx, flush_rx) = mpsc::unbounded_channel();
         tokio::spawn(flusher(shared.clone(), flush_rx));
@@ -337,20 +349,10 @@ fn read_records(log: &PartitionLog, start: i64, end: i64) -> io::Result<Bytes> {
     })
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
-    ) -> Result<Vec<Entry>, io::Error> {
-        let (start, end) = range_bounds(&range);
-        let metas: Vec<EntryMeta> = self.shared.index.read().range(start, end).cloned().collect();
-        let data_start = metas.iter().find(|m| m.kind == EntryKind::Data && m.end > m.start).map(|m| m.start);
-        let data_end = metas.iter().rev().find(|m| m.kind == EntryKind::Data && m.end > m.start).map(|m| m.end);
-        let records = match (data_start, data_end) {
-            (Some(s), Some(e)) => read_records(&self.shared.log, s, e)?,
-            _ => Bytes::new(),
-        };
-        // Cut the records into entries by batch boundaries.
+impl LogStore {
+    /// The entries of `metas` (consecutive), their records cut from `records`, which holds
+    /// whole batches from the first data entry's start on (and possibly more after the last).
+    fn entries(metas: Vec<EntryMeta>, records: &Bytes) -> io::Result<Vec<Entry>> {
         let mut pos = 0usize;
         let mut entries = Vec::with_capacity(metas.len());
         for m in metas {
@@ -381,6 +383,90 @@ impl RaftLogReader<TypeConfig> for LogStore {
             entries.push(Entry::new(m.log_id, payload));
         }
         Ok(entries)
+    }
+
+    fn metas(&self, start: u64, end: u64) -> Vec<EntryMeta> {
+        self.shared.index.read().range(start, end).cloned().collect()
+    }
+}
+
+/// An entry with records (blank, membership and empty data entries have none).
+fn has_records(m: &EntryMeta) -> bool {
+    m.kind == EntryKind::Data && m.end > m.start
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let (start, end) = range_bounds(&range);
+        let metas = self.metas(start, end);
+        let data_start = metas.iter().find(|m| has_records(m)).map(|m| m.start);
+        let data_end = metas.iter().rev().find(|m| has_records(m)).map(|m| m.end);
+        let records = match (data_start, data_end) {
+            (Some(s), Some(e)) => read_records(&self.shared.log, s, e)?,
+            _ => Bytes::new(),
+        };
+        Self::entries(metas, &records)
+    }
+
+    /// Replication: whole entries up to [`REPLICATION_BYTES`] of records, at least one entry.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry>, io::Error> {
+        let mut metas = self.metas(start, end);
+        let Some(first) = metas.iter().position(has_records) else {
+            return Self::entries(metas, &Bytes::new());
+        };
+        let data_start = metas[first].start;
+        let data_end = metas.iter().rev().find(|m| has_records(m)).map_or(data_start, |m| m.end);
+        // One read of at most REPLICATION_BYTES (whole batches, within one segment), then the
+        // entries it holds whole.
+        let r = self.shared.log.read_retained(data_start, REPLICATION_BYTES, data_end).map_err(to_io)?;
+        let mut covered = data_start;
+        for b in split_batches(&r.records) {
+            let (h, _) = b.map_err(|e| io::Error::other(e.to_string()))?;
+            covered = h.last_offset() + 1;
+        }
+        let keep = metas.iter().position(|m| has_records(m) && m.end > covered).unwrap_or(metas.len());
+        if keep > first {
+            metas.truncate(keep);
+            return Self::entries(metas, &r.records);
+        }
+        // The first entry with records is larger than the read (or crosses a segment): alone.
+        metas.truncate(first + 1);
+        let records = read_records(&self.shared.log, data_start, metas[first].end)?;
+        Self::entries(metas, &records)
+    }
+
+    /// Applying: a partition's state machine needs no records (see
+    /// [`Shared::apply_reads_records`]), so they are not read back from the file; each
+    /// replica would otherwise read every committed byte once more.
+    async fn entries_stream<RB>(&mut self, range: RB) -> impl Stream<Item = Result<Entry, io::Error>> + OptionalSend
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let entries = if self.shared.apply_reads_records.load(Ordering::Acquire) {
+            self.try_get_log_entries(range).await
+        } else {
+            let (start, end) = range_bounds(&range);
+            let metas = self.metas(start, end);
+            Ok(metas
+                .into_iter()
+                .map(|m| {
+                    let payload = match m.kind {
+                        EntryKind::Blank => EntryPayload::Blank,
+                        EntryKind::Membership(mem) => EntryPayload::Membership(mem),
+                        EntryKind::Data => EntryPayload::Normal(Batches(Bytes::new())),
+                    };
+                    Entry::new(m.log_id, payload)
+                })
+                .collect())
+        };
+        let items: Vec<Result<Entry, io::Error>> = match entries {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        futures::stream::iter(items)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
@@ -538,5 +624,64 @@ mod tests {
         std::fs::write(dir.path().join(STATE_FILE), serde_json::to_vec(&old).unwrap()).unwrap();
         let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
         assert_eq!(store.read_vote().await.unwrap(), Some(Vote::new(3, 1)));
+    }
+
+    /// One data entry of `n` records with `value_len`-byte values.
+    fn data_entry(index: u64, n: usize, value_len: usize) -> Entry {
+        use rill_protocol::records::{encode_batch, EncodeOptions, RecordIn};
+        let value = vec![b'v'; value_len];
+        let recs: Vec<RecordIn<'_>> =
+            (0..n).map(|_| RecordIn { value: Some(&value), timestamp: 1, ..Default::default() }).collect();
+        Entry::new(
+            log_id(1, index),
+            EntryPayload::Normal(Batches(encode_batch(&recs, &EncodeOptions::default()).into())),
+        )
+    }
+
+    fn record_bytes(entries: &[Entry]) -> usize {
+        entries.iter().map(|e| if let EntryPayload::Normal(Batches(b)) = &e.payload { b.len() } else { 0 }).sum()
+    }
+
+    #[tokio::test]
+    async fn replication_reads_whole_entries_up_to_a_megabyte_and_applying_reads_no_records() {
+        use openraft::storage::RaftLogStorageExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+        store.blocking_append([Entry::new(log_id(1, 0), EntryPayload::Blank)]).await.unwrap();
+        // Entries 1..=40 of ~100 KB each, then one of ~3 MB, then a membership-free tail.
+        for i in 1..=40 {
+            store.blocking_append([data_entry(i, 100, 1000)]).await.unwrap();
+        }
+        store.blocking_append([data_entry(41, 3, 1 << 20)]).await.unwrap();
+        store.blocking_append([data_entry(42, 10, 100)]).await.unwrap();
+        let all = store.try_get_log_entries(0..43).await.unwrap();
+        assert_eq!(all.len(), 43);
+
+        // A prefix of whole entries, the blank one included, within the limit.
+        let got = store.limited_get_log_entries(0, 43).await.unwrap();
+        assert!(got.len() > 2 && got.len() < 42, "{}", got.len());
+        assert!(record_bytes(&got) <= REPLICATION_BYTES, "{}", record_bytes(&got));
+        assert!(record_bytes(&got) + record_bytes(&all[got.len()..got.len() + 1]) > REPLICATION_BYTES);
+        assert_eq!(got, all[..got.len()]);
+        // From the middle, and up to the end of the range asked for.
+        let got = store.limited_get_log_entries(30, 35).await.unwrap();
+        assert_eq!(got, all[30..35]);
+        // An entry larger than the limit comes alone.
+        let got = store.limited_get_log_entries(41, 43).await.unwrap();
+        assert_eq!(got, all[41..42]);
+        assert!(record_bytes(&got) > REPLICATION_BYTES);
+
+        // Applying reads the records only where the state machine wants them.
+        use futures::StreamExt;
+        let applied: Vec<Entry> = store.entries_stream(0..43).await.map(|e| e.unwrap()).collect().await;
+        assert_eq!(applied, all);
+        store.shared.apply_reads_records.store(false, Ordering::Release);
+        let applied: Vec<Entry> = store.entries_stream(0..43).await.map(|e| e.unwrap()).collect().await;
+        assert_eq!(applied.len(), 43);
+        assert_eq!(record_bytes(&applied), 0);
+        for (a, e) in applied.iter().zip(&all) {
+            assert_eq!(a.log_id, e.log_id);
+            assert_eq!(matches!(a.payload, EntryPayload::Normal(_)), matches!(e.payload, EntryPayload::Normal(_)));
+        }
     }
 }
