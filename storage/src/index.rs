@@ -184,6 +184,7 @@ impl MutIndex {
         // SAFETY: the file is private to this partition directory and only this process writes
         // it; it is never truncated while mapped (see `seal`).
         let mmap = unsafe { MmapMut::map_mut(&file)? };
+        no_readahead(&mmap);
         let capacity = mmap.len() / entry_len;
         let existing = (len as usize).min(mmap.len());
         Ok(MutIndex { mmap, entry_len, entries: 0, capacity, existing })
@@ -239,6 +240,7 @@ impl MutIndex {
         file.set_len(len)?;
         // SAFETY: as in `open`.
         self.mmap = unsafe { MmapMut::map_mut(&file)? };
+        no_readahead(&self.mmap);
         self.entries = 0;
         self.existing = 0;
         Ok(())
@@ -252,6 +254,14 @@ impl MutIndex {
         file.set_len(used)?;
         Ok(file)
     }
+}
+
+/// An active index is appended to one entry at a time, into a preallocated sparse file. With
+/// the default advice a page fault reads ahead: the kernel zero-filled up to megabytes of the
+/// file's holes for each entry's page, and with a hundred busy partitions that memset took a
+/// quarter of the CPU and cut produce throughput tenfold. (A hint: errors are ignored.)
+fn no_readahead(mmap: &MmapMut) {
+    let _ = mmap.advise(memmap2::Advice::Random);
 }
 
 /// Maps a whole index file read-only (`None` for an empty or missing file: nothing to map).
