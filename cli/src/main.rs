@@ -12,10 +12,12 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, unless `_RJEM_MALLOC_CONF` says otherwise. Without a background thread
 /// jemalloc returns freed pages to the OS only while the process keeps allocating, so a broker
-/// that went idle after a burst kept hundreds of MB it no longer used.
+/// that went idle after a burst kept hundreds of MB it no longer used. Freed pages are
+/// returned within about a second: with 5 s, the 3-node benchmark's throughput phases peaked
+/// at 762-805 MB over the nodes, with 1 s at 619 MB, at the same throughput.
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 mod admin;
 mod admin_http;
