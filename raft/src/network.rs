@@ -230,7 +230,7 @@ async fn handle(k: u8, group: u64, body: Bytes, groups: &Groups, app: &AppHandle
     let r: Result<Vec<u8>, String> = async {
         match k {
             kind::APPEND => {
-                let req: AppendEntriesRequest<TypeConfig> = dec(&body)?;
+                let req: AppendEntriesRequest<TypeConfig> = crate::decode_in(&body, dec)?;
                 raft.append_entries(req).await.map(|r| enc(&r)).map_err(|e| e.to_string())
             }
             kind::VOTE => {
@@ -548,12 +548,15 @@ impl GroupClient {
     async fn rpc<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error>(
         &self,
         k: u8,
-        req: &Req,
+        req: Req,
         action: RPCTypes,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<TypeConfig, E>> {
         let ttl = option.soft_ttl();
-        let body = self.peers.send_frame(self.target, k, self.group, request_frame(req), ttl).await;
+        let frame = request_frame(&req);
+        // An AppendEntries' records are in the frame now: not held twice until the answer.
+        drop(req);
+        let body = self.peers.send_frame(self.target, k, self.group, frame, ttl).await;
         let body = body.map_err(|e| self.rpc_error(e, action, ttl))?;
         dec(&body).map_err(|e| RPCError::Network(NetworkError::from_string(e)))
     }
@@ -567,7 +570,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc(kind::APPEND, &rpc, RPCTypes::AppendEntries, &option).await
+        self.rpc(kind::APPEND, rpc, RPCTypes::AppendEntries, &option).await
     }
 
     async fn vote(
@@ -577,7 +580,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         use openraft::vote::RaftLeaderId;
         self.peers.count_candidacy(self.group, rpc.vote.leader_id.term());
-        self.rpc(kind::VOTE, &rpc, RPCTypes::Vote, &option).await
+        self.rpc(kind::VOTE, rpc, RPCTypes::Vote, &option).await
     }
 
     async fn pre_vote(
@@ -585,7 +588,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         rpc: VoteRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc(kind::PRE_VOTE, &rpc, RPCTypes::Vote, &option).await
+        self.rpc(kind::PRE_VOTE, rpc, RPCTypes::Vote, &option).await
     }
 
     async fn transfer_leader(
@@ -593,7 +596,7 @@ impl RaftNetworkV2<TypeConfig> for GroupClient {
         req: openraft::raft::TransferLeaderRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<openraft::raft::TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.rpc(kind::TRANSFER_LEADER, &req, RPCTypes::TransferLeader, &option).await
+        self.rpc(kind::TRANSFER_LEADER, req, RPCTypes::TransferLeader, &option).await
     }
 
     async fn full_snapshot(
