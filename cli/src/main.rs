@@ -25,6 +25,7 @@ mod client;
 mod consume;
 mod groups;
 mod member;
+mod memory_metrics;
 mod output;
 mod progress;
 mod reassign;
@@ -249,6 +250,7 @@ fn run_broker(config: Option<PathBuf>, sets: Vec<String>) -> anyhow::Result<()> 
     let config = rill_broker::BrokerConfig::load(config.as_deref(), &sets)?;
     raise_fd_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("rill").build()?;
+    rill_broker::metrics::register_source(std::sync::Arc::new(memory_metrics::Jemalloc));
     runtime.block_on(async move {
         let started = std::time::Instant::now();
         // Bound before recovery, so health probes see "live, not ready" while logs recover.

@@ -42,6 +42,9 @@ def test_health_endpoints_and_content_types(broker):
     s = Scrape(broker)
     assert s.value("rill_broker_ready") == 1.0
     assert s.value("rill_broker_uptime_seconds") > 0
+    # jemalloc's counters: live bytes within active pages within resident memory.
+    allocated, active = s.value("rill_memory_allocated_bytes"), s.value("rill_memory_active_bytes")
+    assert 0 < allocated <= active <= s.value("rill_memory_resident_bytes")
     assert http_get(broker, "/no/such/thing")[0] == 404
     status, ctype, body = http_get(broker, "/")
     assert status == 200 and ctype.startswith("text/html") and b"/console/app.js" in body
