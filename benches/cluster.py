@@ -2,10 +2,11 @@
 """3-node cluster benchmark: Rill cluster mode vs Apache Kafka 4.1.1 KRaft, replication factor 3.
 
     benches/cluster.py [--systems rill,kafka,kafka-flush1] [--smoke] [--out FILE]
-                       [--workloads sync,throughput,latency,eventbus,idle] [--repeat N]
+                       [--workloads sync,throughput,latency,eventbus,recovery,idle] [--repeat N]
                        [--throughput-partitions 6,100] [--latency-partitions 6]
                        [--partitions 3] [--idle-partitions 1000] [--idle-seconds 30]
-                       [--settle-seconds 60] [--no-load] [--max-seconds SEC]
+                       [--settle-seconds 60] [--idle-rate 500] [--recovery-mb 10000]
+                       [--no-load] [--max-seconds SEC]
 
 Clusters (fresh data dirs in /tmp, free loopback ports, all three nodes on this machine):
   rill          3 x `rill broker` ($RILL_BIN, else target/release/rill) with node.id and
@@ -23,11 +24,17 @@ Workloads (--workloads; default all of them, --smoke: sync,idle), per system, re
               1,000,000 x 100 B and 200,000 x 1 KiB produced as fast as possible (linger 5 ms),
               then read back by a fresh consumer, on a topic with each of --throughput-partitions
               partitions, acks=1 and acks=all (kafka-flush1: acks=all), --repeat times: records/s,
-              broker CPU s per GB (3 nodes) and the nodes' peak RSS (VmHWM, reset before each run)
+              broker CPU s per GB (3 nodes) and the nodes' peak RSS (VmHWM, reset before each run).
+              The consume phase reads the whole backlog the produce phase left (workload (c) of
+              issue 7). Each topic is deleted after its phases, as the OpenMessaging Benchmark
+              does, so a phase's peak RSS is its own and not that of every earlier topic.
   latency     loadgen-rs `latency`: 5,000 x 100 B/s for 30 s to --latency-partitions partitions,
               acks=1 and all; produce and end-to-end p50/p99/p99.9/max from the intended send time
   eventbus    the event-bus client profile (benches/groups.py: 104-204 B Avro-framed records,
               batch.size 1024, linger 5 ms, acks=all, a consumer committing after every record)
+  recovery    --recovery-mb of 1 KiB records (acks=1) to a 6-partition topic, then kill -9 of all
+              three nodes at once and a restart of all three: seconds to every node's listener,
+              and to the first acks=all produce + fetch (benches/workloads.py probe)
   sync, idle  below.
 The `sync` workload: on topics with --partitions partitions, with the
 confluent-kafka client (benches/loadgen.py, one process per phase; same settings for all):
@@ -41,7 +48,9 @@ Broker CPU per phase is utime+stime summed over the three node processes (/proc/
 Idle cost (`idle`): after the load phases, --idle-partitions partitions (10 topics, RF 3) are created and
 waited for until every one has a leader; after --settle-seconds (Kafka keeps working for tens of
 seconds after creating them) CPU, RSS and threads of the three processes are sampled over
---idle-seconds of idleness (also once before creating them, as a baseline). WARN/ERROR lines of
+--idle-seconds of idleness (also once before creating them, as a baseline); then under a keyed
+load of --idle-rate 100 B records/s (acks=all) spread over all of them for --idle-seconds
+(loadgen-rs `latency`): CPU, peak RSS, latency. WARN/ERROR lines of
 the node logs are counted into the JSON (the data dirs are deleted at the end). Kafka's
 __consumer_offsets (50 partitions, created lazily) is created first so that both clusters hold
 the same internal partitions.
@@ -58,6 +67,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -89,17 +99,17 @@ KAFKA_CLUSTER = {"default.replication.factor": "3", "min.insync.replicas": "2",
                  "share.coordinator.state.topic.min.isr": "2"}
 SYSTEMS = {"rill": ("rill", {}), "kafka": ("kafka", {}), "kafka-flush1": ("kafka", {"flush.messages": "1"})}
 
-WORKLOADS = ["sync", "throughput", "latency", "eventbus", "idle"]
+WORKLOADS = ["sync", "throughput", "latency", "eventbus", "recovery", "idle"]
 FULL = {"throughput": [(500_000, 100), (100_000, 1024)], "sync": 2_000, "warmup": 200_000,
         "rs_throughput": [(1_000_000, 100), (200_000, 1024)], "rate": 5_000, "latency_seconds": 30.0,
         "eventbus_records": 100_000, "eventbus_commits": 3_000,
         "idle_partitions": 1000, "idle_seconds": 30.0, "baseline_seconds": 15.0, "settle_seconds": 60.0,
-        "timeout": 180.0, "max_seconds": 2400}
+        "idle_rate": 500, "recovery_mb": 10_000, "timeout": 180.0, "max_seconds": 3600}
 SMOKE = {"throughput": [(20_000, 100), (4_000, 1024)], "sync": 200, "warmup": 5_000,
          "rs_throughput": [(20_000, 100), (4_000, 1024)], "rate": 1_000, "latency_seconds": 5.0,
          "eventbus_records": 2_000, "eventbus_commits": 100,
          "idle_partitions": 100, "idle_seconds": 5.0, "baseline_seconds": 3.0, "settle_seconds": 2.0,
-         "timeout": 30.0, "max_seconds": 110}
+         "idle_rate": 100, "recovery_mb": 50, "timeout": 30.0, "max_seconds": 110}
 
 
 def log(msg):
@@ -292,6 +302,67 @@ def rs_throughput(system, cluster, nodes, p, o, rows):
                             f"{sum(res['broker_peak_rss_mb'].values()):.0f} MB, other cpu {res['other_cpu_s']} s"
                             f"{' TIMED OUT' if res.get('timed_out') else ''}")
                         rows.append(res)
+                    delete_topic(cluster.bootstrap, topic, p["timeout"])
+
+
+def delete_topic(bootstrap, topic, timeout):
+    """DeleteTopics, then wait until the topic is no longer listed."""
+    from confluent_kafka.admin import AdminClient
+    a = AdminClient({"bootstrap.servers": bootstrap})
+    a.delete_topics([topic], operation_timeout=timeout, request_timeout=timeout)[topic].result(timeout=timeout + 30)
+    deadline = time.monotonic() + timeout
+    while topic in a.list_topics(timeout=10).topics:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topic {topic} still listed {timeout}s after its deletion")
+        time.sleep(0.2)
+
+
+def du_mb(path):
+    out = subprocess.run(["du", "-sm", path], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def recovery(system, cluster, nodes, p, out):
+    """Write --recovery-mb, kill -9 every node at once, restart them all, time the recovery."""
+    from workloads import probe_produce_fetch
+    count = max(1, p["recovery_mb"] * 1_000_000 // 1024)
+    topic = f"bench-{system.replace('-', '')}-recovery"
+    create_topics(cluster.bootstrap, [topic], 6, 3, {}, timeout=120)
+    log(f"   recovery: writing {p['recovery_mb']} MB ({count:,} x 1 KiB, acks=1) ...")
+    t0 = time.monotonic()
+    prod = run_loadgen(loadgen_rs(), "produce", cluster.bootstrap, topic, count, 1024, "1",
+                       max(p["timeout"], count / 20_000))
+    write_s = time.monotonic() - t0
+    disk_mb = {i: du_mb(b.workdir) for i, b in cluster.nodes.items()}
+    for b in cluster.nodes.values():
+        b.kill9()
+    t0 = time.monotonic()
+    # In parallel: a node's listener may wait for a quorum of the others.
+    errors = []
+
+    def restart(b):
+        try:
+            b.restart(p["timeout"])
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"{type(e).__name__}: {e}")
+    ts = [threading.Thread(target=restart, args=(b,), daemon=True) for b in cluster.nodes.values()]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(p["timeout"] + 30)
+    listeners_s = time.monotonic() - t0
+    ok = not errors and probe_produce_fetch(cluster.bootstrap, topic, t0 + p["timeout"])
+    ready_s = time.monotonic() - t0
+    res = {"workload": "recovery", "system": system, "disk_mb_per_node": disk_mb, "records": prod["records"],
+           "write_s": round(write_s, 1), "write_errors": prod["errors"], "listeners_s": round(listeners_s, 2),
+           "ready_s": round(ready_s, 2) if ok else None,
+           "error": errors[0] if errors else (None if ok else f"no produce+fetch within {p['timeout']}s"),
+           "rss_mb_after": nodes.rss_mb()}
+    log(f"     {sum(v or 0 for v in disk_mb.values())} MB on disk (3 nodes); after kill -9 of all three: listeners "
+        f"{res['listeners_s']} s, first produce+fetch {res['ready_s']} s{'; ' + res['error'] if res['error'] else ''}")
+    out["recovery"] = res
+    if ok:
+        delete_topic(cluster.bootstrap, topic, p["timeout"])
 
 
 def rs_latency(system, cluster, nodes, p, o, rows):
@@ -375,6 +446,19 @@ def idle_cost(system, cluster, nodes, p, out):
     out["idle"] = sample(p["idle_seconds"])
     log(f"     {out['idle']}")
     out["idle_partitions"] = n
+    if rust_loadgen() is None:
+        log("   load over them: skipped (benches/loadgen-rs is not built)")
+        return
+    log(f"   load: {p['idle_rate']} keyed x 100 B/s (acks=all) over them for {p['idle_seconds']} s ...")
+    nodes.reset_peak_rss()
+    extra = ["--rate", str(p["idle_rate"]), "--duration", str(p["idle_seconds"]), "--warmup", "2", "--keyed", "1"]
+    res = measured(nodes, lambda: run_loadgen(loadgen_rs(), "latency", cluster.bootstrap, ",".join(names), 0, 100,
+                                              "all", p["timeout"], extra))
+    out["load"] = {"rate": p["idle_rate"], "records_per_s": res["records_per_s"], "errors": res["errors"],
+                   "timed_out": res["timed_out"], "cpu_pct_total": round(100 * res["broker_cpu_s"] / res["wall_s"], 1),
+                   "peak_rss_mb_total": round(sum(nodes.peak_rss_mb().values()), 1),
+                   "produce_latency_ms": res["produce_latency_ms"], "e2e_latency_ms": res["e2e_latency_ms"]}
+    log(f"     {out['load']}")
 
 
 def run_cluster(kind, systems, p, o, rows, idle):
@@ -391,7 +475,7 @@ def run_cluster(kind, systems, p, o, rows, idle):
         idle[kind]["fsync_probe"] = probe
         warm = f"bench-warmup-{kind}"
         create_topics(cluster.bootstrap, [warm], o.partitions, 3, {}, timeout=60)
-        if set(o.workloads) - {"idle"}:
+        if set(o.workloads) - {"idle", "recovery"}:
             log(f"   warm-up {p['warmup']} x 100 B acks=1 (not recorded)")
             run_loadgen(LOADGEN, "produce", cluster.bootstrap, warm, p["warmup"], 100, "1", p["timeout"])
             for s in systems:
@@ -405,6 +489,9 @@ def run_cluster(kind, systems, p, o, rows, idle):
                 # kafka-flush1 is a topic setting; the event-bus topic is made by the workload.
                 if "eventbus" in o.workloads and s != "kafka-flush1":
                     eventbus(s, cluster, nodes, p, rows)
+        if "recovery" in o.workloads:
+            log(f"== {kind}: recovery after kill -9")
+            recovery(systems[0], cluster, nodes, p, idle[kind])
         if "idle" in o.workloads:
             log(f"== {kind}: idle cost")
             idle_cost(systems[0], cluster, nodes, p, idle[kind])
@@ -477,6 +564,22 @@ def table(rows, idle):
                    f"{' / '.join(f'{x:.1f}' for x in i['cpu_pct_per_node'].values())} | {i['rss_mb_total']:.0f} | "
                    f"{b['partitions']}, {b['cpu_pct_total']:.1f} %, {b['rss_mb_total']:.0f} | {v['create_s']} | "
                    f"{i['other_cpu_pct']:.0f} | {i['loadavg'][0]:.1f} |")
+    loaded = [(k, v["load"]) for k, v in idle.items() if v.get("load")]
+    if loaded:
+        out += ["", "| cluster | idle partitions under keyed load | rate/s | broker CPU % (3 nodes) | peak RSS MB (3 nodes) | "
+                    "produce p50 / p99 ms | end-to-end p50 / p99 ms | errors |", "|---|---:|---:|---:|---:|---|---|---:|"]
+        for k, v in loaded:
+            pl, el = v["produce_latency_ms"], v["e2e_latency_ms"]
+            out.append(f"| {k} | {idle[k]['idle_partitions']:,} | {v['records_per_s']:,.0f} | {v['cpu_pct_total']} | "
+                       f"{v['peak_rss_mb_total']:.0f} | {pl['p50']} / {pl['p99']} | {el['p50']} / {el['p99']} | "
+                       f"{v['errors']}{' TIMEOUT' if v['timed_out'] else ''} |")
+    rec = [(k, v["recovery"]) for k, v in idle.items() if v.get("recovery")]
+    if rec:
+        out += ["", "| cluster | on disk MB (3 nodes) | write s | after kill -9 of all 3: listeners s | "
+                    "first produce + fetch s |", "|---|---:|---:|---:|---:|"]
+        for k, v in rec:
+            out.append(f"| {k} | {sum(x or 0 for x in v['disk_mb_per_node'].values()):,} | {v['write_s']} | "
+                       f"{v['listeners_s']} | {v['ready_s'] if v['ready_s'] is not None else 'FAILED: ' + str(v['error'])} |")
     return "\n".join(out) + "\n\n" + workload_tables(rows)
 
 
@@ -525,6 +628,8 @@ def main():
     ap.add_argument("--idle-partitions", type=int, default=None)
     ap.add_argument("--idle-seconds", type=float, default=None)
     ap.add_argument("--settle-seconds", type=float, default=None, help="wait after creating the idle partitions (default 60, smoke 2)")
+    ap.add_argument("--idle-rate", type=int, default=None, help="keyed records/s over the idle partitions (default 500)")
+    ap.add_argument("--recovery-mb", type=int, default=None, help="data written before kill -9 (default 10000, smoke 50)")
     ap.add_argument("--timeout", type=float, default=None, help="per load phase")
     ap.add_argument("--max-seconds", type=int, default=None, help="whole run (SIGALRM); default 2400, smoke 110")
     ap.add_argument("--no-load", action="store_true", help="only the idle measurement (--workloads idle)")
@@ -540,7 +645,7 @@ def main():
         if s not in SYSTEMS:
             ap.error(f"unknown system {s}")
     p = dict(SMOKE if a.smoke else FULL)
-    for k in ("idle_partitions", "idle_seconds", "settle_seconds", "timeout", "max_seconds"):
+    for k in ("idle_partitions", "idle_seconds", "settle_seconds", "idle_rate", "recovery_mb", "timeout", "max_seconds"):
         if getattr(a, k) is not None:
             p[k] = getattr(a, k)
     a.workloads = ["idle"] if a.no_load else (a.workloads or ("sync,idle" if a.smoke else ",".join(WORKLOADS))).split(",")
@@ -589,7 +694,8 @@ def main():
     with open(out, "w") as f:
         json.dump({"meta": meta, "runs": rows, "idle": idle}, f, indent=1)
     log(f"wrote {out}")
-    bad = failed or any(r.get("timed_out") or r.get("loadgen_exit") for r in rows)
+    bad = failed or any(r.get("timed_out") or r.get("loadgen_exit") for r in rows) or any(
+        (v.get("recovery") or {}).get("error") or (v.get("load") or {}).get("timed_out") for v in idle.values())
     sys.exit(1 if bad else 0)
 
 
