@@ -66,6 +66,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Requests a connection may have in flight before the broker stops reading from it.
     pub max_inflight_requests_per_connection: usize,
+    /// Request bytes a connection may have in flight before the broker stops reading from it.
+    pub max_inflight_bytes_per_connection: usize,
     pub log_retention_check_interval_ms: u64,
     /// `log.cleaner.enable`: compact topics whose cleanup.policy includes `compact`.
     pub log_cleaner_enable: bool,
@@ -100,6 +102,7 @@ pub const BROKER_DEFAULTS: &[(&str, &str)] = &[
     ("max.connections", "10000"),
     ("queued.max.requests", "500"),
     ("rill.max.inflight.requests.per.connection", "32"),
+    ("rill.max.inflight.bytes.per.connection", "8388608"),
     ("log.retention.check.interval.ms", "300000"),
     ("message.max.bytes", "1048588"),
     ("log.segment.bytes", "1073741824"),
@@ -255,6 +258,10 @@ impl BrokerConfig {
             max_inflight_requests_per_connection: parse_num(
                 "rill.max.inflight.requests.per.connection",
                 &get("rill.max.inflight.requests.per.connection"),
+            )?,
+            max_inflight_bytes_per_connection: parse_num(
+                "rill.max.inflight.bytes.per.connection",
+                &get("rill.max.inflight.bytes.per.connection"),
             )?,
             log_retention_check_interval_ms: parse_num(
                 "log.retention.check.interval.ms",

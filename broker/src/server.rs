@@ -51,6 +51,27 @@ const RCVLOWAT_STEP: usize = 64 * 1024;
 /// A response slot, filled by the request's task; `None` means "send nothing" (acks=0).
 type Slot = oneshot::Receiver<Option<Vec<Bytes>>>;
 
+/// The request bytes one connection has in flight (read, not yet answered), in KiB, bounded
+/// by `rill.max.inflight.bytes.per.connection`. Pipelined produce requests of a megabyte
+/// each otherwise sat in memory by the dozen per connection while waiting for the quorum.
+/// A frame larger than the whole budget takes all of it, so it is served alone.
+struct InflightBytes {
+    kib: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+impl InflightBytes {
+    fn new(bytes: usize) -> Self {
+        let total = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).max(1);
+        InflightBytes { kib: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
+    }
+
+    async fn acquire(&self, bytes: usize) -> tokio::sync::OwnedSemaphorePermit {
+        let want = u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, self.total);
+        self.kib.clone().acquire_many_owned(want).await.expect("the semaphore is never closed")
+    }
+}
+
 /// Binds every configured listener and serves until the process ends.
 pub async fn serve(broker: Arc<Broker>) -> anyhow::Result<()> {
     let limit = Arc::new(Semaphore::new(broker.config.max_connections));
@@ -281,6 +302,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let ctx = &mut ctx;
     let max = broker.config.socket_request_max_bytes;
     let mut buf = BytesMut::with_capacity(16 * 1024);
+    let budget = InflightBytes::new(broker.config.max_inflight_bytes_per_connection);
     loop {
         let size = loop {
             match frame::check(&buf, max) {
@@ -318,6 +340,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let received = crate::metrics::now();
         buf.advance(4);
         let payload = buf.split_to(size).freeze();
+        // Held until this request's response is ready: no more frames are read meanwhile.
+        let permit = budget.acquire(size).await;
         let prefix = match peek_header(&payload) {
             Ok(p) => p,
             Err(e) => {
@@ -393,6 +417,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 timer.done(response.as_ref());
                 let response = response.map(|r| patch.apply(r, &broker.security, ctx));
                 let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
+                drop(permit);
             }
             Reply::Later(pending) => {
                 let timer = timer.deferred();
@@ -406,6 +431,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                         None => response,
                     };
                     let _ = stx.send(response.and_then(|body| encode(api_key, version, correlation_id, &body)));
+                    drop(permit);
                 });
             }
         }

@@ -111,3 +111,32 @@ def test_message_too_large(broker, topic_name):
         err, base = produce(s, apis, topic_name, 0, record_batch([(None, b"small")]), corr=12)
         assert (err, base) == (0, 0)
     assert_serving(broker)
+
+
+def test_pipelined_produce_beyond_the_inflight_byte_budget():
+    """With a 4 KiB budget per connection, 20 pipelined 64 KiB produce requests (each larger
+    than the whole budget) are all served, in order, and nothing else stalls."""
+    from broker import Broker
+    from kproto import API_PRODUCE, W, pick_version
+    with Broker.start(extra={"rill.max.inflight.bytes.per.connection": "4096"}) as b:
+        create_topic(b, "budget")
+        with connect(b) as s:
+            _, apis = api_versions(s)
+            v = pick_version(apis, API_PRODUCE, 3, 8)  # non-flexible: the frame is built here
+            batch = record_batch([(None, os.urandom(64 * 1024))])
+            frames = []
+            for corr in range(100, 120):
+                w = W(False)
+                w.string(None).i16(-1).i32(30000)
+                w.array(["budget"], lambda w, t: w.string(t).array([0], lambda w, p: w.i32(p).bytes_(batch)))
+                frames.append(request(API_PRODUCE, v, corr, bytes(w.b), flexible_header=False))
+            s.sendall(b"".join(frames))
+            for i, corr in enumerate(range(100, 120)):
+                frame = recv_frame(s)
+                got_corr, = struct.unpack(">i", frame[:4])
+                assert got_corr == corr
+                # topics[1]: name, partitions[1]: index, error, base offset
+                n = struct.unpack(">h", frame[8:10])[0]
+                err, base = struct.unpack(">hq", frame[10 + n + 8:10 + n + 18])
+                assert (err, base) == (0, i)
+        assert_serving(b)
