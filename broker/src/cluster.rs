@@ -424,8 +424,10 @@ impl Cluster {
         m.current_leader.is_some() && applied == m.last_log_index && *self.applied.borrow() >= applied.unwrap_or(0)
     }
 
-    /// Where partitions were placed before replica sets existed (and where
-    /// `__consumer_offsets` lives): on every voter, rotated so preferred leaders spread.
+    /// Where partitions were placed before replica sets existed (`__consumer_offsets`
+    /// included, until it was placed like any topic): on every voter, rotated so preferred
+    /// leaders spread. From the configured voters, never the current ones: replaying an old
+    /// creation must give the replicas it gave when it was written.
     pub fn legacy_replicas(&self, partition: i32) -> Vec<i32> {
         let nodes: Vec<i32> = self.voters.keys().copied().collect();
         let n = nodes.len();
@@ -787,26 +789,12 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 parts.push(if a.replicas.contains(&cluster.node_id) {
                     let log = settings.log.clone();
                     let opened = cluster.open_replica(broker, &name, &id, i as i32, log, &a.replicas, fresh).await;
-                    if name == crate::groups::OFFSETS_TOPIC {
-                        Some(opened?)
-                    } else {
-                        opened_or_logged(&name, i as i32, opened)
-                    }
+                    opened_or_logged(&name, i as i32, opened)
                 } else {
                     None
                 });
             }
-            broker.topics.install(Topic {
-                name: name.clone(),
-                id,
-                configs,
-                settings,
-                partitions: parts.clone(),
-                assignment,
-            })?;
-            if name == crate::groups::OFFSETS_TOPIC {
-                broker.groups.attach(parts.into_iter().flatten().collect());
-            }
+            install(broker, Topic { name: name.clone(), id, configs, settings, partitions: parts, assignment })?;
             tracing::info!(topic = %name, partitions, "created topic");
         }
         Command::DeleteTopic { name, id } => {
@@ -840,7 +828,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 });
                 all.push(a);
             }
-            broker.topics.install(t.with_replicas(parts, all))?;
+            install(broker, t.with_replicas(parts, all))?;
         }
         Command::SetConfigs { name, id, configs } => {
             if broker.topics.get(&name).is_some_and(|t| t.id == id) {
@@ -954,9 +942,20 @@ async fn set_assignment(
     }
     let mut assignment = t.assignment.clone();
     assignment[index as usize] = a;
-    broker.topics.install(t.with_replicas(parts, assignment))?;
+    install(broker, t.with_replicas(parts, assignment))?;
     if let (Some(p), Some(c)) = (dropped, broker.cluster.clone()) {
         c.drop_replica(broker, &p, t.id).await;
+    }
+    Ok(())
+}
+
+/// Publishes `t`. The group coordinator follows this node's replicas of
+/// `__consumer_offsets`: groups are coordinated wherever their partition's leader is.
+fn install(broker: &Broker, t: Topic) -> Result<(), KafkaError> {
+    let offsets = (t.name == crate::groups::OFFSETS_TOPIC).then(|| t.partitions.clone());
+    broker.topics.install(t)?;
+    if let Some(parts) = offsets {
+        broker.groups.attach(parts);
     }
     Ok(())
 }
@@ -976,9 +975,6 @@ fn opened_or_logged(topic: &str, index: i32, opened: anyhow::Result<Arc<Partitio
 async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
     let me = cluster.node_id;
     for t in broker.topics.list() {
-        if t.name == crate::groups::OFFSETS_TOPIC {
-            continue;
-        }
         let missing: Vec<i32> = t
             .assignment
             .iter()
@@ -1002,7 +998,7 @@ async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
             }
         }
         if opened {
-            if let Err(e) = broker.topics.install(t.with_replicas(parts, t.assignment.clone())) {
+            if let Err(e) = install(broker, t.with_replicas(parts, t.assignment.clone())) {
                 tracing::warn!(topic = %t.name, error = %e, "installing reopened replicas failed");
             }
         }
@@ -1218,6 +1214,16 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
         if !cluster.is_metadata_leader() || !all_registered {
             continue;
         }
+        // Placed like any topic, over the registered nodes, and written into the command:
+        // the partitions can then be moved like any other (the voters may change later).
+        let rf = cluster.voters.len().min(i16::MAX as usize) as i16;
+        let assignment = match cluster.place(0, broker.groups.config().partitions, rf) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "placing {} failed; retrying", crate::groups::OFFSETS_TOPIC);
+                continue;
+            }
+        };
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -1226,9 +1232,7 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
             id: Uuid::new_v4(),
             partitions: broker.groups.config().partitions,
             configs,
-            // On every voter (`Cluster::legacy_replicas`): the group coordinators move with
-            // its leaders.
-            assignment: Vec::new(),
+            assignment,
         };
         if let Err(e) = cluster.propose_and_wait(&cmd).await {
             tracing::warn!(error = %e, "creating {} failed; retrying", crate::groups::OFFSETS_TOPIC);

@@ -328,14 +328,7 @@ def test_group_commits_survive_coordinator_crash(cluster):
         return c
 
     c = consumer()
-    seen = []
-    deadline = time.monotonic() + 60
-    while len(seen) < 100 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        seen.append(m.value().decode())
-        c.commit(message=m, asynchronous=False)  # commit after every message
+    seen = consume_committing(c, 100)  # commit after every message
     assert len(seen) == 100
     c.close()
     committed = {tp.partition: tp.offset for tp in
@@ -345,24 +338,12 @@ def test_group_commits_survive_coordinator_crash(cluster):
 
     # Crash the coordinator: the leader of the group's __consumer_offsets partition.
     md = cluster.admin().list_topics(topic="__consumer_offsets", timeout=10)
-    # Java's String.hashCode of the group id picks the partition, as in Kafka.
-    h = 0
-    for ch in "survivors":
-        h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    h = h - (1 << 32) if h >= (1 << 31) else h
-    part = (h & 0x7FFFFFFF) % len(md.topics["__consumer_offsets"].partitions)
+    part = group_partition("survivors", len(md.topics["__consumer_offsets"].partitions))
     coordinator = md.topics["__consumer_offsets"].partitions[part].leader
     cluster.kill9(coordinator)
 
     c = consumer()
-    rest = []
-    deadline = time.monotonic() + 90
-    while len(rest) < 100 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        rest.append(m.value().decode())
-        c.commit(message=m, asynchronous=False)
+    rest = consume_committing(c, 100, timeout=90)
     c.close()
     # Resumed exactly after the last commit: nothing re-read, nothing skipped.
     assert sorted(seen + rest, key=lambda v: int(v[1:])) == [f"g{i}" for i in range(200)]
@@ -628,6 +609,43 @@ def test_retention_and_delete_records_on_every_replica():
         c.cleanup()
 
 
+REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+
+def reassign(java_cp, c, plan_path, moves, timeout=120):
+    """Moves partitions with `kafka-reassign-partitions --execute`, then `--verify` until
+    every one is done. `moves`: [(topic, partition, replicas)]."""
+    import json
+    plan_path.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": t, "partition": p, "replicas": r} for t, p, r in moves]}))
+    bs = ["--bootstrap-server", c.bootstrap]
+    out = java_tool(java_cp, REASSIGN, *bs, "--reassignment-json-file", plan_path, "--execute").stdout
+    assert "Successfully started" in out, out
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = java_tool(java_cp, REASSIGN, *bs, "--reassignment-json-file", plan_path, "--verify").stdout
+        if all(f"Reassignment of partition {t}-{p} is completed" in out for t, p, _ in moves):
+            return
+        time.sleep(1)
+    raise AssertionError(out)
+
+
+def replace_node(c, topic, gone, new):
+    """Moves every partition of `topic` that `gone` holds to `new` (same slot in the replica
+    list, so a preferred leader's slot goes to `new`): [(topic, partition, replicas)]."""
+    return [(topic, p, [new if r == gone else r for r in replicas])
+            for p, (_, replicas) in metadata_via(c.nodes[1], topic).items() if gone in replicas]
+
+
+def group_partition(group, partitions):
+    """The __consumer_offsets partition of `group`: Java's String.hashCode, as in Kafka."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= (1 << 31) else h
+    return (h & 0x7FFFFFFF) % partitions
+
+
 def metadata_via(node, topic):
     """Partition -> (leader, replicas) as one node alone answers Metadata. (A raw request:
     librdkafka may send an AdminClient's Metadata request to another broker it learned of
@@ -766,22 +784,8 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
         r = java_tool(java_cp, main, *args, ok=ok)
         return r.stdout + r.stderr
 
-    reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
-
     def move(plan_replicas):
-        plan = tmp_path / "plan.json"
-        plan.write_text(json.dumps({"version": 1, "partitions": [
-            {"topic": "grow", "partition": 0, "replicas": plan_replicas}]}))
-        bs = ["--bootstrap-server", c.bootstrap]
-        assert "Successfully started" in tool(reassign, *bs, "--reassignment-json-file", plan, "--execute")
-        deadline = time.monotonic() + 90
-        out = ""
-        while time.monotonic() < deadline:
-            out = tool(reassign, *bs, "--reassignment-json-file", plan, "--verify")
-            if "Reassignment of partition grow-0 is completed" in out:
-                return
-            time.sleep(1)
-        raise AssertionError(out)
+        reassign(java_cp, c, tmp_path / "plan.json", [("grow", 0, plan_replicas)])
 
     c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
     c.start()
@@ -871,6 +875,104 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
         c.cleanup()
 
 
+def consume_committing(cons, n, timeout=60):
+    """Polls `cons` for `n` records, committing each synchronously: their values."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < n and time.monotonic() < deadline:
+        m = cons.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen.append(m.value().decode())
+        cons.commit(message=m, asynchronous=False)
+    return seen
+
+
+def coordinator_of(c, group):
+    """The node FindCoordinator names for `group`, as every running node answers it (they
+    must agree), once it is known."""
+    from test_groups import find_coordinator_v1
+    deadline = time.monotonic() + 30
+    answers = []
+    while time.monotonic() < deadline:
+        answers = [find_coordinator_v1(b, group, 0)[:2] for b in c.nodes.values() if b.alive()]
+        if all(a == answers[0] for a in answers) and answers[0][0] == 0:
+            return answers[0][1]
+        time.sleep(0.3)
+    raise AssertionError(answers)
+
+
+def offsets_dirs(node):
+    import os
+    return sorted(d for d in os.listdir(node.data_dir) if d.startswith("__consumer_offsets-"))
+
+
+def test_offsets_partitions_move_with_their_groups(java_cp, tmp_path):
+    """`__consumer_offsets` partitions move like any others (kafka-reassign-partitions), here
+    entirely off node 3 onto a fourth node: the group coordinators move with their partitions'
+    leaders, FindCoordinator names the new one, a consumer in the group keeps its membership
+    and goes on from its committed offsets, and node 4 cannot be unregistered while it holds
+    offsets replicas."""
+    import subprocess
+
+    from broker import rill_bin
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "kept", 2)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(100):
+            p.produce("kept", value=f"k{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        group = "movers"
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 10000})
+        cons.subscribe(["kept"])
+        seen = consume_committing(cons, 60)
+        assert len(seen) == 60
+        desc = c.admin().describe_consumer_groups([group])[group].result(timeout=10)
+        members = sorted(m.member_id for m in desc.members)
+        assert len(members) == 1
+
+        four = c.add_node(4)
+        offsets = "__consumer_offsets"
+        count = len(c.admin().list_topics(timeout=10).topics[offsets].partitions)
+        moves = replace_node(c, offsets, 3, 4)
+        assert len(moves) == count, moves  # three replicas on three nodes: node 3 had them all
+        reassign(java_cp, c, tmp_path / "offsets.json", moves, timeout=180)
+        placed = metadata_via(c.nodes[1], offsets)
+        assert all(3 not in r and 4 in r for _, r in placed.values()), placed
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and offsets_dirs(c.nodes[3]):
+            time.sleep(0.5)
+        assert offsets_dirs(c.nodes[3]) == [], "node 3 still has offsets partitions"
+        assert len(offsets_dirs(four)) == count
+
+        # The coordinator is the new leader of the group's partition, and every node says so.
+        part = group_partition(group, count)
+        assert coordinator_of(c, group) == c.leader(offsets, part) != 3
+        committed = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group}).committed(
+            [TopicPartition("kept", 0), TopicPartition("kept", 1)], timeout=30)
+        assert sum(tp.offset for tp in committed) == 60
+        # The member goes on where it was: nothing re-read, nothing skipped, still one member.
+        rest = consume_committing(cons, 40, timeout=90)
+        assert sorted(seen + rest, key=lambda v: int(v[1:])) == [f"k{i}" for i in range(100)]
+        desc = c.admin().describe_consumer_groups([group])[group].result(timeout=10)
+        assert len(desc.members) == 1, desc.members
+
+        # Its offsets replicas keep node 4 in the cluster.
+        r = subprocess.run([rill_bin(), "cluster", "unregister", "--id", "4", "--bootstrap-server", c.bootstrap],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 1 and "still holds replicas" in r.stderr, r
+        cons.close()
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+
+
 def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
     """A KIP-848 group's state is replicated with __consumer_offsets: when the coordinator is killed, the
     new leader of the group's offsets partition rebuilds it, and a Java consumer (group.protocol=consumer)
@@ -899,11 +1001,7 @@ def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
     try:
         assert ready.wait(120), "".join(lines[-50:])
         md = cluster.admin().list_topics(topic="__consumer_offsets", timeout=10)
-        h = 0
-        for ch in group:
-            h = (31 * h + ord(ch)) & 0xFFFFFFFF
-        h = h - (1 << 32) if h >= (1 << 31) else h
-        part = (h & 0x7FFFFFFF) % len(md.topics["__consumer_offsets"].partitions)
+        part = group_partition(group, len(md.topics["__consumer_offsets"].partitions))
         old = md.topics["__consumer_offsets"].partitions[part].leader
         cluster.kill9(old)
         new = cluster.leader("__consumer_offsets", part, exclude=(old,))

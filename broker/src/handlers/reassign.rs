@@ -52,12 +52,6 @@ fn reassign(
                     ids.len()
                 )));
             }
-            if t.name == crate::groups::OFFSETS_TOPIC {
-                return Err(KafkaError::InvalidReplicaAssignment(format!(
-                    "{} stays on the controller quorum voters in Rill",
-                    t.name
-                )));
-            }
         }
     }
     let cmd = Command::Reassign { name: t.name.clone(), id: t.id, partition, target };
