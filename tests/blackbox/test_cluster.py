@@ -902,9 +902,15 @@ def coordinator_of(c, group):
     raise AssertionError(answers)
 
 
-def offsets_dirs(node):
+def partition_dirs(node, prefix=""):
+    """The partition directories in a node's data dir whose names start with `prefix`."""
     import os
-    return sorted(d for d in os.listdir(node.data_dir) if d.startswith("__consumer_offsets-"))
+    return sorted(d for d in os.listdir(node.data_dir) if d.startswith(prefix) and d[-1:].isdigit()
+                  and os.path.isdir(os.path.join(node.data_dir, d)) and d != "__cluster_metadata-0")
+
+
+def offsets_dirs(node):
+    return partition_dirs(node, "__consumer_offsets-")
 
 
 def test_offsets_partitions_move_with_their_groups(java_cp, tmp_path):
@@ -971,6 +977,142 @@ def test_offsets_partitions_move_with_their_groups(java_cp, tmp_path):
         raise
     finally:
         c.cleanup()
+
+
+QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
+
+
+def voters_of(java_cp, c):
+    """(voters, observers) of the metadata quorum, from `kafka-metadata-quorum describe
+    --replication` (a voter's status is Leader or Follower)."""
+    out = java_tool(java_cp, QUORUM, "--bootstrap-server", c.bootstrap, "describe", "--replication").stdout
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    return (sorted(int(r[0]) for r in rows if r[-1] != "Observer"),
+            sorted(int(r[0]) for r in rows if r[-1] == "Observer"))
+
+
+def test_original_node_decommissioned_with_voter_changes(java_cp, tmp_path):
+    """Retiring one of the three original nodes: a fourth node takes every partition of node 3
+    (`__consumer_offsets` included), becomes a voter of the metadata quorum (`rill cluster
+    add-voter`), node 3 stops being one (`kafka-metadata-quorum remove-controller`), is
+    unregistered and stopped. The cluster goes on creating topics and serving produce, consume
+    and the group's committed offsets, also after nodes 1, 2 and 4 restart at once with their
+    unchanged `controller.quorum.voters` (the voters come from the metadata log). Then the voters
+    shrink to one, the leader removing itself included, and the last one cannot go."""
+    import subprocess
+
+    from broker import rill_bin
+
+    def rill(*args):
+        return subprocess.run([rill_bin(), *map(str, args), "--bootstrap-server", c.bootstrap],
+                              capture_output=True, text=True, timeout=150, stdin=subprocess.DEVNULL)
+
+    def group_reads(n, timeout=90):
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "lifers", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+        cons.subscribe(["life"])
+        try:
+            return consume_committing(cons, n, timeout=timeout)
+        finally:
+            cons.close()
+
+    def produce(topic, first, last):
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(first, last):
+            p.produce(topic, value=f"l{i}".encode(), partition=i % 3)
+        assert p.flush(60) == 0
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    three = c.nodes[3]
+    try:
+        create(c, "life", 3)
+        produce("life", 0, 300)
+        seen = group_reads(150)
+        assert len(seen) == 150
+
+        four = c.add_node(4)
+        assert voters_of(java_cp, c) == ([1, 2, 3], [4])
+        moves = replace_node(c, "life", 3, 4) + replace_node(c, "__consumer_offsets", 3, 4)
+        reassign(java_cp, c, tmp_path / "off3.json", moves, timeout=180)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and partition_dirs(three):
+            time.sleep(0.5)
+        assert partition_dirs(three) == [], "node 3 still has partitions"
+
+        r = rill("cluster", "unregister", "--id", 3)
+        assert r.returncode == 1 and "voter" in r.stderr, r
+        r = rill("cluster", "add-voter", "--id", 9)
+        assert r.returncode == 1 and "INVALID_REQUEST" in r.stderr, r
+        r = rill("cluster", "add-voter", "--id", 4)
+        assert r.returncode == 0 and "Node 4 is now a voter" in r.stdout, r
+        r = rill("cluster", "add-voter", "--id", 4)
+        assert r.returncode == 1 and "DUPLICATE_VOTER" in r.stderr, r
+        out = java_tool(java_cp, QUORUM, "--bootstrap-server", c.bootstrap, "remove-controller",
+                        "--controller-id", 3, "--controller-directory-id", "AAAAAAAAAAAAAAAAAAAAAA").stdout
+        assert "Removed" in out, out
+        assert voters_of(java_cp, c) == ([1, 2, 4], [3])
+        r = rill("cluster", "remove-voter", "--id", 3)
+        assert r.returncode == 1 and "VOTER_NOT_FOUND" in r.stderr, r
+        r = rill("cluster", "unregister", "--id", 3)
+        assert r.returncode == 0, r
+        del c.nodes[3]
+        three.stop()
+
+        def still_works(topic, first):
+            create(c, topic, 3)
+            placed = metadata_via(c.nodes[1], topic)
+            assert all(sorted(r) == [1, 2, 4] for _, r in placed.values()), placed
+            produce(topic, 0, 30)
+            assert sum(len(v) for v in read_all(c.bootstrap, topic, 3, 30).values()) == 30
+            produce("life", first, first + 30)
+
+        still_works("after-3", 300)
+        committed = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "lifers"}).committed(
+            [TopicPartition("life", p) for p in range(3)], timeout=30)
+        assert sum(tp.offset for tp in committed if tp.offset >= 0) == 150
+        seen += group_reads(150 + 30)
+
+        # Every remaining node restarts at once, each with controller.quorum.voters 1, 2, 3.
+        power_cycle(c)
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 4]
+        # Node 3 leaves the metadata group a few seconds after its unregistration, also when
+        # the leader that applied it restarted meanwhile.
+        deadline = time.monotonic() + 30
+        while voters_of(java_cp, c) != ([1, 2, 4], []) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert voters_of(java_cp, c) == ([1, 2, 4], [])
+        still_works("after-restart", 330)
+        seen += group_reads(30)
+        assert sorted(seen, key=lambda v: int(v[1:])) == [f"l{i}" for i in range(360)], "each record once"
+
+        # Down to one voter, the leader leaving first each time (it hands leadership over):
+        # with the Java AdminClient (removeRaftVoter), then rill.
+        leader = c.admin().list_topics(timeout=10).controller_id
+        out = java_tool(java_cp, "QuorumVoters", c.bootstrap, "remove", leader).stdout
+        rest = sorted({1, 2, 4} - {leader})
+        assert f"voters={rest} observers=[{leader}]" in out, out
+        leader = c.admin().list_topics(timeout=10).controller_id
+        r = rill("cluster", "remove-voter", "--id", leader)
+        assert r.returncode == 0, r
+        voters, observers = voters_of(java_cp, c)
+        assert len(voters) == 1 and len(observers) == 2, (voters, observers)
+        # And back up to two with the AdminClient (addRaftVoter); a voter twice is refused.
+        out = java_tool(java_cp, "QuorumVoters", c.bootstrap, "add", leader).stdout
+        assert f"voters={sorted(voters + [leader])}" in out, out
+        r = java_tool(java_cp, "QuorumVoters", c.bootstrap, "add", leader, ok=False)
+        assert r.returncode != 0 and "DuplicateVoterException" in r.stderr, r.stderr[-2000:]
+        r = rill("cluster", "remove-voter", "--id", leader)
+        assert r.returncode == 0, r
+        r = rill("cluster", "remove-voter", "--id", voters[0])
+        assert r.returncode == 1 and "last voter" in r.stderr, r
+        create(c, "one-voter", 1)
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+        three.cleanup()
 
 
 def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
