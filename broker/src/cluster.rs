@@ -1,10 +1,13 @@
 //! Cluster mode: the metadata quorum and the partition replicas of this node.
 //!
-//! Every node in `controller.quorum.voters` is a voter of the metadata Raft group (group 0),
-//! whose log is the `__cluster_metadata` partition: each record's value is one JSON
-//! [`Command`]. Every node applies the commands in log order: it registers brokers and
-//! creates, changes and deletes topics, opening a Raft group for each partition it hosts.
-//! Writes reach the metadata leader directly or forwarded over the Raft transport.
+//! The nodes in `controller.quorum.voters` are the first voters of the metadata Raft group
+//! (group 0), whose log is the `__cluster_metadata` partition: each record's value is one JSON
+//! [`Command`]. Every other node is a learner of it. Every node applies the commands in log
+//! order: it registers brokers and creates, changes and deletes topics, opening a Raft group
+//! for each partition it hosts. Writes reach the metadata leader directly or forwarded over
+//! the Raft transport. The voters change at run time by Raft membership changes on the
+//! metadata leader ([`Cluster::change_voter`], AddRaftVoter/RemoveRaftVoter); being entries
+//! of the log, they outlive restarts, and the configured voters only ever seed a new cluster.
 //!
 //! Placement: each partition has its own replica set, chosen when it is created
 //! ([`Cluster::place`]: leaders and replicas spread evenly, racks alternate) and changed by
@@ -56,6 +59,12 @@ const RPC_LEADERS: u8 = network::kind::APP + 3;
 /// Application RPC: `[node u64][raft address]`: a node outside the voters asks the metadata
 /// leader to add it as a learner of the metadata group (it then receives the metadata log).
 const RPC_JOIN: u8 = network::kind::APP + 4;
+/// Application RPC: `[add u8][node u64][timeout ms u64]`: the metadata leader makes a learner
+/// a voter (add) or a voter a learner. Answers `[error code i16][message]`; fails (and the
+/// caller tries the leader again) where the leader moved.
+const RPC_VOTERS: u8 = network::kind::APP + 5;
+/// Application RPC: the metadata leader answers its [`QuorumState`] as JSON.
+const RPC_QUORUM: u8 = network::kind::APP + 6;
 /// How often a node announces the groups it leads when nothing changed.
 const ANNOUNCE_REFRESH: Duration = Duration::from_secs(5);
 const PROPOSE_TIMEOUT: Duration = Duration::from_secs(15);
@@ -190,8 +199,10 @@ pub struct Cluster {
     pub peers: Arc<Peers>,
     pub groups: Groups,
     pub metadata: Group,
-    /// Raft addresses of the metadata quorum's voters (`controller.quorum.voters`).
-    pub voters: BTreeMap<i32, String>,
+    /// `controller.quorum.voters`: the first voters of the metadata group and their Raft
+    /// addresses. The voters can change since (AddRaftVoter, RemoveRaftVoter); the current
+    /// ones are the metadata group's membership in its Raft log ([`Cluster::voters`]).
+    pub configured_voters: BTreeMap<i32, String>,
     /// This node's Raft address.
     my_addr: String,
     pub brokers: RwLock<BTreeMap<i32, BrokerInfo>>,
@@ -202,6 +213,8 @@ pub struct Cluster {
     /// Leaders of partition groups as their leaders announce them: group -> (leader, term).
     /// What this node knows of the partitions it holds no replica of.
     leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>,
+    /// Nodes unregistered (and not registered again since), with when this node learned it.
+    unregistered: parking_lot::Mutex<BTreeMap<i32, tokio::time::Instant>>,
     /// Partition groups whose reassignment this node is carrying out.
     reassigning: parking_lot::Mutex<HashSet<u64>>,
     /// Held while a replica directory is opened for a partition assigned here, and while a
@@ -258,7 +271,7 @@ impl Cluster {
             .map_err(|e| anyhow::anyhow!("cannot bind the raft listener {my_addr}: {e}"))?;
         tracing::info!(addr = %my_addr, "raft listener");
         let leaders = Arc::new(RwLock::new(HashMap::new()));
-        let app = app_handler(metadata.clone(), groups.clone(), leaders.clone());
+        let app = app_handler(metadata.clone(), groups.clone(), leaders.clone(), peers.clone());
         tokio::spawn(network::serve(listener, node_id as u64, groups.clone(), app, peers.liveness.clone()));
         if config.value("rill.raft.quiesce.enable").as_deref() != Some("false") {
             tokio::spawn(rill_raft::quiesce::run(peers.clone(), groups.clone(), timing));
@@ -274,7 +287,7 @@ impl Cluster {
         if !config.is_voter() {
             tokio::spawn(join_as_learner(m, p, others, my_addr.clone()));
         } else {
-            Self::spawn_initialize(m, p, others, members, wait);
+            Self::spawn_initialize(m, p, others, members, wait, my_addr.clone());
         }
         let (applied, _) = watch::channel(0);
         Ok(Arc::new(Cluster {
@@ -282,19 +295,27 @@ impl Cluster {
             peers,
             groups,
             metadata,
-            voters: config.quorum_voters.clone(),
+            configured_voters: config.quorum_voters.clone(),
             my_addr,
             brokers: RwLock::new(BTreeMap::new()),
             raft_config,
             applied,
             commands: parking_lot::Mutex::new(Some(rx)),
             leaders,
+            unregistered: parking_lot::Mutex::new(BTreeMap::new()),
             reassigning: parking_lot::Mutex::new(HashSet::new()),
             replica_dirs: tokio::sync::Mutex::new(()),
         }))
     }
 
-    fn spawn_initialize(m: Group, p: Arc<Peers>, others: Vec<u64>, members: BTreeMap<u64, BasicNode>, wait: Duration) {
+    fn spawn_initialize(
+        m: Group,
+        p: Arc<Peers>,
+        others: Vec<u64>,
+        members: BTreeMap<u64, BasicNode>,
+        wait: Duration,
+        my_addr: String,
+    ) {
         tokio::spawn(async move {
             loop {
                 if m.raft.is_initialized().await.unwrap_or(true) {
@@ -316,6 +337,9 @@ impl Cluster {
                     }
                     return;
                 }
+                // A voter that lost its disk is replicated to as it is; one removed from the
+                // voters (and the group) since has to be added back, as any other broker.
+                ask_to_join(&m, &p, &others, &my_addr).await;
                 tracing::info!("the metadata quorum exists elsewhere; waiting to be replicated to");
             }
         });
@@ -351,6 +375,7 @@ impl Cluster {
         tokio::spawn(rebalance_leaders(broker.clone()));
         tokio::spawn(announce_leaders(self.clone()));
         tokio::spawn(reassign_loop(broker.clone()));
+        tokio::spawn(remove_unregistered(self.clone()));
     }
 
     /// Asks `leader` (which leads `group`) to hand leadership to `to`.
@@ -424,10 +449,12 @@ impl Cluster {
         m.current_leader.is_some() && applied == m.last_log_index && *self.applied.borrow() >= applied.unwrap_or(0)
     }
 
-    /// Where partitions were placed before replica sets existed (and where
-    /// `__consumer_offsets` lives): on every voter, rotated so preferred leaders spread.
+    /// Where partitions were placed before replica sets existed (`__consumer_offsets`
+    /// included, until it was placed like any topic): on every voter, rotated so preferred
+    /// leaders spread. From the configured voters, never the current ones: replaying an old
+    /// creation must give the replicas it gave when it was written.
     pub fn legacy_replicas(&self, partition: i32) -> Vec<i32> {
-        let nodes: Vec<i32> = self.voters.keys().copied().collect();
+        let nodes: Vec<i32> = self.configured_voters.keys().copied().collect();
         let n = nodes.len();
         (0..n).map(|k| nodes[(partition as usize + k) % n]).collect()
     }
@@ -438,12 +465,74 @@ impl Cluster {
     }
 
     pub fn is_node(&self, id: i32) -> bool {
-        self.voters.contains_key(&id) || self.brokers.read().contains_key(&id)
+        self.is_voter(id) || self.brokers.read().contains_key(&id)
+    }
+
+    /// The metadata quorum's voters now, as this node's metadata log has them.
+    pub fn voters(&self) -> Vec<i32> {
+        node_ids(&self.metadata.voters())
+    }
+
+    pub fn is_voter(&self, id: i32) -> bool {
+        u64::try_from(id).is_ok_and(|n| self.metadata.voters().contains(&n))
     }
 
     /// A node's Raft address.
-    fn raft_addr(&self, id: i32) -> Option<String> {
-        self.voters.get(&id).cloned().or_else(|| self.brokers.read().get(&id).and_then(|b| b.raft_addr.clone()))
+    pub fn raft_addr(&self, id: i32) -> Option<String> {
+        self.configured_voters
+            .get(&id)
+            .cloned()
+            .or_else(|| self.brokers.read().get(&id).and_then(|b| b.raft_addr.clone()))
+    }
+
+    /// AddRaftVoter (`add`) or RemoveRaftVoter of node `node`, carried out by the metadata
+    /// leader (forwarded to it from here), waiting up to `timeout`. See [`change_voter_here`].
+    pub async fn change_voter(&self, node: i32, add: bool, timeout: Duration) -> Result<(), KafkaError> {
+        let n = u64::try_from(node).map_err(|_| KafkaError::InvalidRequest(format!("bad node id {node}")))?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut last = String::from("no leader");
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return Err(KafkaError::NotController(last));
+            }
+            let answer = match self.metadata.leader() {
+                Some(l) if l == self.node_id as u64 => change_voter_here(&self.metadata, n, add, left).await,
+                Some(l) => {
+                    let mut body = vec![add as u8];
+                    body.extend_from_slice(&n.to_be_bytes());
+                    body.extend_from_slice(&(left.as_millis() as u64).to_be_bytes());
+                    match self.peers.call(l, RPC_VOTERS, METADATA_GROUP, &body, left + Duration::from_secs(1)).await {
+                        Ok(b) => Ok(decode_outcome(&b)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                None => Err("no metadata leader".into()),
+            };
+            match answer {
+                Ok(outcome) => return outcome,
+                Err(e) => last = e,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The metadata quorum as its leader sees it (asked of the leader from here).
+    pub async fn quorum(&self) -> Result<QuorumState, KafkaError> {
+        match self.metadata.leader() {
+            Some(l) if l == self.node_id as u64 => {
+                quorum_state(&self.metadata).ok_or_else(|| KafkaError::NotController("leadership changed".into()))
+            }
+            Some(l) => {
+                let b = self
+                    .peers
+                    .call(l, RPC_QUORUM, METADATA_GROUP, &[], Duration::from_secs(5))
+                    .await
+                    .map_err(|e| KafkaError::NotController(e.to_string()))?;
+                serde_json::from_slice(&b).map_err(|e| KafkaError::NotController(format!("bad answer: {e}")))
+            }
+            None => Err(KafkaError::NotController("no metadata leader".into())),
+        }
     }
 
     /// Replicas for partitions `first..first + count` at replication factor `rf` (see
@@ -671,9 +760,14 @@ pub fn place(nodes: &[(i32, Option<String>)], first: i32, count: i32, rf: i16) -
         .collect())
 }
 
-fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>) -> AppHandler {
+fn app_handler(
+    metadata: Group,
+    groups: Groups,
+    leaders: Arc<RwLock<HashMap<u64, (i32, u64)>>>,
+    peers: Arc<Peers>,
+) -> AppHandler {
     Arc::new(move |kind, _group, body| {
-        let (metadata, groups, leaders) = (metadata.clone(), groups.clone(), leaders.clone());
+        let (metadata, groups, leaders, peers) = (metadata.clone(), groups.clone(), leaders.clone(), peers.clone());
         Box::pin(async move {
             match kind {
                 RPC_PROPOSE => match metadata.write_indexed(body).await {
@@ -701,8 +795,18 @@ fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64,
                     Ok(Vec::new())
                 }
                 RPC_JOIN if body.len() > 8 => {
-                    if !metadata.is_leader() {
-                        return Err("not the metadata leader".into());
+                    // Joining nodes ask the voters they were configured with, which need not
+                    // be the leader, nor even voters any more: members pass the request on.
+                    match metadata.leader() {
+                        Some(l) if l == metadata.node_id => {}
+                        Some(l) if metadata.raft.is_initialized().await.unwrap_or(false) => {
+                            peers
+                                .call(l, RPC_JOIN, METADATA_GROUP, &body, Duration::from_secs(5))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            return Ok(Vec::new());
+                        }
+                        _ => return Err("not the metadata leader".into()),
                     }
                     let node = u64::from_be_bytes(body[..8].try_into().unwrap());
                     let addr = String::from_utf8(body[8..].to_vec()).map_err(|_| "bad address".to_string())?;
@@ -712,6 +816,16 @@ fn app_handler(metadata: Group, groups: Groups, leaders: Arc<RwLock<HashMap<u64,
                     tracing::info!(node, addr = %addr, "adding a broker to the metadata group as a learner");
                     metadata.raft.add_learner(node, BasicNode { addr }, false).await.map_err(|e| e.to_string())?;
                     Ok(Vec::new())
+                }
+                RPC_VOTERS if body.len() == 17 => {
+                    let node = u64::from_be_bytes(body[1..9].try_into().unwrap());
+                    let timeout = Duration::from_millis(u64::from_be_bytes(body[9..].try_into().unwrap()));
+                    let outcome = change_voter_here(&metadata, node, body[0] == 1, timeout).await?;
+                    Ok(encode_outcome(&outcome))
+                }
+                RPC_QUORUM => {
+                    let q = quorum_state(&metadata).ok_or("not the metadata leader")?;
+                    serde_json::to_vec(&q).map_err(|e| e.to_string())
                 }
                 other => Err(format!("unknown application rpc {other}")),
             }
@@ -764,7 +878,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                     .membership()
                     .get_node(&n)
                     .is_some();
-                if fresh && cluster.is_metadata_leader() && !cluster.voters.contains_key(&info.id) && !member {
+                if fresh && cluster.is_metadata_leader() && !member {
                     tracing::info!(node = info.id, "a registered broker is not in the metadata group; adding it again");
                     let m = cluster.metadata.clone();
                     tokio::spawn(async move {
@@ -774,6 +888,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                     });
                 }
             }
+            cluster.unregistered.lock().remove(&info.id);
             cluster.brokers.write().insert(info.id, info);
         }
         Command::CreateTopic { name, id, partitions, configs, assignment } => {
@@ -787,26 +902,12 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 parts.push(if a.replicas.contains(&cluster.node_id) {
                     let log = settings.log.clone();
                     let opened = cluster.open_replica(broker, &name, &id, i as i32, log, &a.replicas, fresh).await;
-                    if name == crate::groups::OFFSETS_TOPIC {
-                        Some(opened?)
-                    } else {
-                        opened_or_logged(&name, i as i32, opened)
-                    }
+                    opened_or_logged(&name, i as i32, opened)
                 } else {
                     None
                 });
             }
-            broker.topics.install(Topic {
-                name: name.clone(),
-                id,
-                configs,
-                settings,
-                partitions: parts.clone(),
-                assignment,
-            })?;
-            if name == crate::groups::OFFSETS_TOPIC {
-                broker.groups.attach(parts.into_iter().flatten().collect());
-            }
+            install(broker, Topic { name: name.clone(), id, configs, settings, partitions: parts, assignment })?;
             tracing::info!(topic = %name, partitions, "created topic");
         }
         Command::DeleteTopic { name, id } => {
@@ -840,7 +941,7 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
                 });
                 all.push(a);
             }
-            broker.topics.install(t.with_replicas(parts, all))?;
+            install(broker, t.with_replicas(parts, all))?;
         }
         Command::SetConfigs { name, id, configs } => {
             if broker.topics.get(&name).is_some_and(|t| t.id == id) {
@@ -873,28 +974,9 @@ async fn apply(broker: &Arc<Broker>, cluster: &Cluster, cmd: Command, fresh: boo
             if id == cluster.node_id {
                 tracing::warn!("this node was unregistered from the cluster; it can be shut down");
             }
-            if cluster.is_metadata_leader() {
-                // It no longer needs the metadata log either; but it first has to learn that
-                // the command committed (the request may be waiting on that node).
-                let m = cluster.metadata.clone();
-                let c = broker.cluster.clone().expect("cluster mode");
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    // The node may have come back meanwhile (the same id, restarted, perhaps
-                    // with an empty disk): it joined the metadata group again and registered.
-                    // Removing it now would cut that new incarnation off the metadata log for
-                    // good: it would keep its registration and its replicas but never hear of
-                    // a later command (a reassignment it leads would never finish).
-                    if c.brokers.read().contains_key(&id) {
-                        tracing::info!(node = id, "the unregistered node registered again; it stays");
-                        return;
-                    }
-                    let gone = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([id as u64]));
-                    if let Err(e) = m.raft.change_membership(gone, false).await {
-                        tracing::warn!(node = id, error = %e, "removing the node from the metadata group failed");
-                    }
-                });
-            }
+            // It no longer needs the metadata log either: the metadata leader removes it from
+            // the group (see `remove_unregistered`).
+            cluster.unregistered.lock().insert(id, tokio::time::Instant::now());
         }
         Command::Barrier => {}
         Command::ReassignDone { name, id, partition, replicas } => {
@@ -954,9 +1036,20 @@ async fn set_assignment(
     }
     let mut assignment = t.assignment.clone();
     assignment[index as usize] = a;
-    broker.topics.install(t.with_replicas(parts, assignment))?;
+    install(broker, t.with_replicas(parts, assignment))?;
     if let (Some(p), Some(c)) = (dropped, broker.cluster.clone()) {
         c.drop_replica(broker, &p, t.id).await;
+    }
+    Ok(())
+}
+
+/// Publishes `t`. The group coordinator follows this node's replicas of
+/// `__consumer_offsets`: groups are coordinated wherever their partition's leader is.
+fn install(broker: &Broker, t: Topic) -> Result<(), KafkaError> {
+    let offsets = (t.name == crate::groups::OFFSETS_TOPIC).then(|| t.partitions.clone());
+    broker.topics.install(t)?;
+    if let Some(parts) = offsets {
+        broker.groups.attach(parts);
     }
     Ok(())
 }
@@ -976,9 +1069,6 @@ fn opened_or_logged(topic: &str, index: i32, opened: anyhow::Result<Arc<Partitio
 async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
     let me = cluster.node_id;
     for t in broker.topics.list() {
-        if t.name == crate::groups::OFFSETS_TOPIC {
-            continue;
-        }
         let missing: Vec<i32> = t
             .assignment
             .iter()
@@ -1002,7 +1092,7 @@ async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
             }
         }
         if opened {
-            if let Err(e) = broker.topics.install(t.with_replicas(parts, t.assignment.clone())) {
+            if let Err(e) = install(broker, t.with_replicas(parts, t.assignment.clone())) {
                 tracing::warn!(topic = %t.name, error = %e, "installing reopened replicas failed");
             }
         }
@@ -1012,24 +1102,150 @@ async fn reopen_missing(broker: &Arc<Broker>, cluster: &Cluster) {
 /// A node outside `controller.quorum.voters`: until the metadata log reaches it, asks the
 /// voters (the leader answers) to add it as a learner of the metadata group.
 async fn join_as_learner(metadata: Group, peers: Arc<Peers>, voters: Vec<u64>, my_addr: String) {
-    let mut body = (metadata.node_id).to_be_bytes().to_vec();
-    body.extend_from_slice(my_addr.as_bytes());
     loop {
         if metadata.raft.is_initialized().await.unwrap_or(false) {
             tracing::info!("receiving the metadata log");
             return;
         }
-        let mut joined = false;
-        for v in &voters {
-            if peers.call(*v, RPC_JOIN, METADATA_GROUP, &body, Duration::from_secs(5)).await.is_ok() {
-                joined = true;
-                break;
-            }
-        }
-        if !joined {
+        if !ask_to_join(&metadata, &peers, &voters, &my_addr).await {
             tracing::info!("joining the cluster: no metadata leader answered yet; retrying");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Asks `voters` to add this node to the metadata group as a learner (any member forwards
+/// the request to the leader). Whether one of them took it.
+async fn ask_to_join(metadata: &Group, peers: &Peers, voters: &[u64], my_addr: &str) -> bool {
+    let mut body = metadata.node_id.to_be_bytes().to_vec();
+    body.extend_from_slice(my_addr.as_bytes());
+    for v in voters {
+        if peers.call(*v, RPC_JOIN, METADATA_GROUP, &body, Duration::from_secs(5)).await.is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// The metadata quorum as its leader reports it (DescribeQuorum). Offsets are Raft indexes
+/// of the metadata log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct QuorumState {
+    pub leader: i32,
+    pub term: u64,
+    /// The last committed index.
+    pub high_watermark: i64,
+    /// Voters and learners (brokers outside the quorum): (node, last index the leader knows
+    /// it holds, -1 if none yet).
+    pub voters: Vec<(i32, i64)>,
+    pub observers: Vec<(i32, i64)>,
+}
+
+/// The metadata group's [`QuorumState`], if this node leads it.
+fn quorum_state(metadata: &Group) -> Option<QuorumState> {
+    let m = metadata.raft.metrics().borrow_watched().clone();
+    if m.current_leader != Some(metadata.node_id) {
+        return None;
+    }
+    let index = |l: Option<u64>| l.map_or(-1, |i| i as i64);
+    let end_of = |n: u64| {
+        if n == metadata.node_id {
+            return index(m.last_log_index);
+        }
+        index(m.replication.as_ref().and_then(|r| r.get(&n).cloned().flatten()).map(|l| l.index))
+    };
+    let membership = m.membership_config.membership();
+    Some(QuorumState {
+        leader: metadata.node_id as i32,
+        term: m.current_term,
+        high_watermark: index(m.cluster_committed.map(|l| l.index)),
+        voters: membership.voter_ids().map(|n| (n as i32, end_of(n))).collect(),
+        observers: membership.learner_ids().map(|n| (n as i32, end_of(n))).collect(),
+    })
+}
+
+/// On the metadata leader: makes learner `node` a voter (`add`), once it has caught up with
+/// the log, or voter `node` a learner. The change is a Raft membership entry, so every node,
+/// restarted or not, takes the voters from its log, never from `controller.quorum.voters`
+/// again. `Err` means try the leader again (this node does not lead, or handed leadership
+/// over to remove itself); `Ok` holds the answer.
+async fn change_voter_here(
+    metadata: &Group,
+    node: u64,
+    add: bool,
+    timeout: Duration,
+) -> Result<Result<(), KafkaError>, String> {
+    if !metadata.is_leader() {
+        return Err("not the metadata leader".into());
+    }
+    let membership = metadata.raft.metrics().borrow_watched().membership_config.membership().clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let change = if add {
+        if voters.contains(&node) {
+            return Ok(Err(KafkaError::DuplicateVoter(format!("node {node} is already a voter"))));
+        }
+        if membership.get_node(&node).is_none() {
+            return Ok(Err(KafkaError::InvalidRequest(format!(
+                "node {node} is not a broker of this cluster: start it (with controller.quorum.voters and rill.raft.address) first"
+            ))));
+        }
+        // A voter that is far behind would hold up every commit until it caught up.
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !metadata.caught_up(node) {
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(Err(KafkaError::RequestTimedOut));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        openraft::ChangeMembers::AddVoterIds(BTreeSet::from([node]))
+    } else {
+        if !voters.contains(&node) {
+            return Ok(Err(KafkaError::VoterNotFound(format!("node {node} is not a voter"))));
+        }
+        if voters.len() == 1 {
+            return Ok(Err(KafkaError::InvalidRequest(format!(
+                "node {node} is the last voter of the metadata quorum"
+            ))));
+        }
+        if node == metadata.node_id {
+            // The leader leaving the voters hands leadership to a voter that stays, which
+            // then makes the change: otherwise the quorum has no leader for an election.
+            let Some(to) = voters.iter().copied().find(|v| *v != node && metadata.caught_up(*v)) else {
+                return Err("no other voter has caught up to take leadership".into());
+            };
+            tracing::info!(to, "leaving the metadata quorum's voters; handing leadership over");
+            metadata.transfer_leader(to).await.map_err(|e| e.to_string())?;
+            return Err(format!("leadership handed to node {to}"));
+        }
+        openraft::ChangeMembers::RemoveVoters(BTreeSet::from([node]))
+    };
+    tracing::info!(node, add, "changing the metadata quorum's voters");
+    // `retain`: a voter removed stays a learner, so it keeps receiving the metadata log and
+    // serving as a broker until it is unregistered.
+    match metadata.raft.change_membership(change, true).await {
+        Ok(_) => Ok(Ok(())),
+        Err(e) => Ok(Err(KafkaError::NotController(e.to_string()))),
+    }
+}
+
+/// `[error code i16][message]`: the answer to a forwarded voter change.
+fn encode_outcome(outcome: &Result<(), KafkaError>) -> Vec<u8> {
+    let (code, message) = match outcome {
+        Ok(()) => (0, String::new()),
+        Err(e) => (e.code(), e.to_string()),
+    };
+    let mut out = code.to_be_bytes().to_vec();
+    out.extend_from_slice(message.as_bytes());
+    out
+}
+
+fn decode_outcome(b: &[u8]) -> Result<(), KafkaError> {
+    let Some(code) = b.get(..2).map(|c| i16::from_be_bytes([c[0], c[1]])) else {
+        return Err(KafkaError::NotController("bad answer from the metadata leader".into()));
+    };
+    match rill_protocol::ResponseError::try_from_code(code) {
+        None => Ok(()),
+        Some(e) => Err(KafkaError::Forwarded(e, String::from_utf8_lossy(&b[2..]).into_owned())),
     }
 }
 
@@ -1203,6 +1419,48 @@ async fn drive_reassignment(
     Ok(())
 }
 
+/// How long an unregistered node stays in the metadata group: it first has to learn that
+/// its unregistration committed (the request may be waiting on that node).
+const UNREGISTERED_GRACE: Duration = Duration::from_secs(5);
+
+/// On the metadata leader, every second: unregistered nodes leave the metadata group (they no
+/// longer need its log, and the leader would go on replicating to them). A sweep rather than
+/// a task per unregistration, so that a leader elected after the one that applied it, or one
+/// restarted meanwhile, removes the node all the same.
+async fn remove_unregistered(cluster: Arc<Cluster>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if !cluster.is_metadata_leader() || !cluster.metadata_applied() {
+            continue;
+        }
+        let due: Vec<i32> = cluster
+            .unregistered
+            .lock()
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= UNREGISTERED_GRACE)
+            .map(|(id, _)| *id)
+            .collect();
+        let membership = cluster.metadata.raft.metrics().borrow_watched().membership_config.membership().clone();
+        for id in due {
+            let n = id as u64;
+            // A voter is removed from the voters first (RemoveRaftVoter; unregistering one is
+            // refused). A node that came back under the same id (restarted, perhaps with an
+            // empty disk) registered again and left `unregistered`: removing it would cut that
+            // new incarnation off the metadata log for good (it would keep its registration
+            // and replicas but never hear of a later command).
+            let back = !cluster.unregistered.lock().contains_key(&id);
+            if back || membership.get_node(&n).is_none() || membership.voter_ids().any(|v| v == n) {
+                continue;
+            }
+            tracing::info!(node = id, "removing an unregistered node from the metadata group");
+            let gone = openraft::ChangeMembers::RemoveNodes(BTreeSet::from([n]));
+            if let Err(e) = cluster.metadata.raft.change_membership(gone, false).await {
+                tracing::warn!(node = id, error = %e, "removing the node from the metadata group failed");
+            }
+        }
+    }
+}
+
 /// The metadata leader creates `__consumer_offsets` once every node has registered.
 async fn ensure_offsets_topic(broker: Arc<Broker>) {
     let cluster = broker.cluster.clone().expect("cluster mode");
@@ -1213,11 +1471,21 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
         }
         let all_registered = {
             let b = cluster.brokers.read();
-            cluster.voters.keys().all(|v| b.contains_key(v))
+            cluster.configured_voters.keys().all(|v| b.contains_key(v))
         };
         if !cluster.is_metadata_leader() || !all_registered {
             continue;
         }
+        // Placed like any topic, over the registered nodes, and written into the command:
+        // the partitions can then be moved like any other (the voters may change later).
+        let rf = cluster.configured_voters.len().min(i16::MAX as usize) as i16;
+        let assignment = match cluster.place(0, broker.groups.config().partitions, rf) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "placing {} failed; retrying", crate::groups::OFFSETS_TOPIC);
+                continue;
+            }
+        };
         let mut configs = BTreeMap::new();
         configs.insert("cleanup.policy".to_string(), "compact".to_string());
         configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -1226,9 +1494,7 @@ async fn ensure_offsets_topic(broker: Arc<Broker>) {
             id: Uuid::new_v4(),
             partitions: broker.groups.config().partitions,
             configs,
-            // On every voter (`Cluster::legacy_replicas`): the group coordinators move with
-            // its leaders.
-            assignment: Vec::new(),
+            assignment,
         };
         if let Err(e) = cluster.propose_and_wait(&cmd).await {
             tracing::warn!(error = %e, "creating {} failed; retrying", crate::groups::OFFSETS_TOPIC);
@@ -1349,6 +1615,19 @@ mod tests {
         let nodes: Vec<(i32, Option<String>)> = (1..=3).map(|i| (i, None)).collect();
         assert!(matches!(place(&nodes, 0, 1, 4), Err(KafkaError::InvalidReplicationFactor(_))));
         assert!(matches!(place(&nodes, 0, 1, 0), Err(KafkaError::InvalidReplicationFactor(_))));
+    }
+
+    #[test]
+    fn forwarded_voter_changes_keep_their_kafka_error() {
+        assert!(decode_outcome(&encode_outcome(&Ok(()))).is_ok());
+        let e = decode_outcome(&encode_outcome(&Err(KafkaError::VoterNotFound("node 3 is not a voter".into()))));
+        let e = e.unwrap_err();
+        assert_eq!(e.response_error(), rill_protocol::ResponseError::VoterNotFound);
+        assert_eq!(e.to_string(), "node 3 is not a voter");
+        let e = decode_outcome(&encode_outcome(&Err(KafkaError::RequestTimedOut))).unwrap_err();
+        assert_eq!(e.code(), rill_protocol::ResponseError::RequestTimedOut.code());
+        // A truncated answer is not taken for success.
+        assert!(decode_outcome(&[0]).is_err());
     }
 
     #[test]

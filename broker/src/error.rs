@@ -58,6 +58,15 @@ pub enum KafkaError {
     NotController(String),
     #[error("No partition reassignment is in progress.")]
     NoReassignmentInProgress,
+    #[error("{0}")]
+    DuplicateVoter(String),
+    #[error("{0}")]
+    VoterNotFound(String),
+    #[error("{0}")]
+    InconsistentClusterId(String),
+    /// What the metadata leader answered a request forwarded to it with.
+    #[error("{1}")]
+    Forwarded(ResponseError, String),
 }
 
 impl From<StorageError> for KafkaError {
@@ -108,6 +117,10 @@ impl KafkaError {
             PolicyViolation(_) => ResponseError::PolicyViolation,
             UnsupportedForMessageFormat(_) => ResponseError::UnsupportedForMessageFormat,
             NoReassignmentInProgress => ResponseError::NoReassignmentInProgress,
+            DuplicateVoter(_) => ResponseError::DuplicateVoter,
+            VoterNotFound(_) => ResponseError::VoterNotFound,
+            InconsistentClusterId(_) => ResponseError::InconsistentClusterId,
+            Forwarded(e, _) => *e,
         }
     }
 

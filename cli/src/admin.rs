@@ -227,6 +227,25 @@ pub enum ClusterCmd {
         #[arg(long)]
         id: i32,
     },
+    /// Make a broker a voter of the metadata quorum (AddRaftVoter).
+    ///
+    /// The broker must be running and registered; it becomes a voter once it has caught up
+    /// with the metadata log. The change lives in the metadata log: nodes keep it across
+    /// restarts whatever their controller.quorum.voters says.
+    AddVoter {
+        /// The broker's node id.
+        #[arg(long)]
+        id: i32,
+    },
+    /// Make a voter of the metadata quorum a plain broker again (RemoveRaftVoter).
+    ///
+    /// It keeps serving as a broker until it is unregistered (rill cluster unregister). The
+    /// last voter cannot be removed.
+    RemoveVoter {
+        /// The voter's node id.
+        #[arg(long)]
+        id: i32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -787,8 +806,11 @@ pub async fn config(conn: &Conn, cmd: ConfigCmd) -> anyhow::Result<()> {
 type BrokerRow = (i32, String, i32, Option<String>);
 
 pub async fn cluster(conn: &Conn, cmd: ClusterCmd) -> anyhow::Result<()> {
-    if let ClusterCmd::Unregister { id } = cmd {
-        return crate::reassign::unregister(conn, id).await;
+    match cmd {
+        ClusterCmd::Unregister { id } => return crate::reassign::unregister(conn, id).await,
+        ClusterCmd::AddVoter { id } => return crate::reassign::change_voter(conn, id, true).await,
+        ClusterCmd::RemoveVoter { id } => return crate::reassign::change_voter(conn, id, false).await,
+        _ => {}
     }
     let mut pool = connect(conn).await?;
     if let ClusterCmd::Health { admin } = cmd {

@@ -105,7 +105,8 @@ enum Command {
         #[command(subcommand)]
         cmd: security::UserCmd,
     },
-    /// Show the cluster (id, controller, brokers), check its health, or unregister a broker.
+    /// Show the cluster (id, controller, brokers), check its health, unregister a broker, or
+    /// change the metadata quorum's voters.
     Cluster {
         #[command(flatten)]
         conn: admin::Conn,

@@ -1,7 +1,9 @@
 //! Moving partitions between brokers and retiring brokers: `topic reassign`
 //! (AlterPartitionReassignments, optionally waiting for the move to finish), `topic
-//! reassignments` (ListPartitionReassignments) and `cluster unregister` (UnregisterBroker).
-//! What `kafka-reassign-partitions` and `kafka-cluster unregister` do, without a JSON plan.
+//! reassignments` (ListPartitionReassignments), `cluster unregister` (UnregisterBroker) and
+//! `cluster add-voter` / `remove-voter` (AddRaftVoter, RemoveRaftVoter). What
+//! `kafka-reassign-partitions`, `kafka-cluster unregister` and `kafka-metadata-quorum
+//! add-controller` / `remove-controller` do, without a JSON plan or a controller config.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -264,6 +266,36 @@ pub async fn unregister(conn: &Conn, id: i32) -> anyhow::Result<()> {
         print_json(&json!({"broker": id, "unregistered": true}))?;
     } else {
         println!("Broker {id} is no longer registered.");
+    }
+    Ok(())
+}
+
+/// How long a new voter may take to catch up with the metadata log.
+const VOTER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `cluster add-voter --id N` (AddRaftVoter) or `cluster remove-voter --id N` (RemoveRaftVoter).
+pub async fn change_voter(conn: &Conn, id: i32, add: bool) -> anyhow::Result<()> {
+    let mut pool = connect(conn).await?;
+    metadata(&mut pool, Some(&[])).await?;
+    let (code, message) = if add {
+        let req = AddRaftVoterRequest::default()
+            .with_cluster_id(None)
+            .with_voter_id(id)
+            .with_timeout_ms(VOTER_TIMEOUT.as_millis() as i32);
+        let resp = pool.main().send_timeout(&req, VOTER_TIMEOUT + Duration::from_secs(5)).await?;
+        (resp.error_code, resp.error_message)
+    } else {
+        let resp = pool.main().send(&RemoveRaftVoterRequest::default().with_cluster_id(None).with_voter_id(id)).await?;
+        (resp.error_code, resp.error_message)
+    };
+    let what = if add { "adding" } else { "removing" };
+    check(code, message.as_ref(), format!("{what} voter {id}"))?;
+    if conn.output == Output::Json {
+        print_json(&json!({"node": id, "voter": add}))?;
+    } else if add {
+        println!("Node {id} is now a voter of the metadata quorum.");
+    } else {
+        println!("Node {id} is no longer a voter of the metadata quorum.");
     }
     Ok(())
 }

@@ -328,14 +328,7 @@ def test_group_commits_survive_coordinator_crash(cluster):
         return c
 
     c = consumer()
-    seen = []
-    deadline = time.monotonic() + 60
-    while len(seen) < 100 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        seen.append(m.value().decode())
-        c.commit(message=m, asynchronous=False)  # commit after every message
+    seen = consume_committing(c, 100)  # commit after every message
     assert len(seen) == 100
     c.close()
     committed = {tp.partition: tp.offset for tp in
@@ -345,24 +338,12 @@ def test_group_commits_survive_coordinator_crash(cluster):
 
     # Crash the coordinator: the leader of the group's __consumer_offsets partition.
     md = cluster.admin().list_topics(topic="__consumer_offsets", timeout=10)
-    # Java's String.hashCode of the group id picks the partition, as in Kafka.
-    h = 0
-    for ch in "survivors":
-        h = (31 * h + ord(ch)) & 0xFFFFFFFF
-    h = h - (1 << 32) if h >= (1 << 31) else h
-    part = (h & 0x7FFFFFFF) % len(md.topics["__consumer_offsets"].partitions)
+    part = group_partition("survivors", len(md.topics["__consumer_offsets"].partitions))
     coordinator = md.topics["__consumer_offsets"].partitions[part].leader
     cluster.kill9(coordinator)
 
     c = consumer()
-    rest = []
-    deadline = time.monotonic() + 90
-    while len(rest) < 100 and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        rest.append(m.value().decode())
-        c.commit(message=m, asynchronous=False)
+    rest = consume_committing(c, 100, timeout=90)
     c.close()
     # Resumed exactly after the last commit: nothing re-read, nothing skipped.
     assert sorted(seen + rest, key=lambda v: int(v[1:])) == [f"g{i}" for i in range(200)]
@@ -628,6 +609,43 @@ def test_retention_and_delete_records_on_every_replica():
         c.cleanup()
 
 
+REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+
+def reassign(java_cp, c, plan_path, moves, timeout=120):
+    """Moves partitions with `kafka-reassign-partitions --execute`, then `--verify` until
+    every one is done. `moves`: [(topic, partition, replicas)]."""
+    import json
+    plan_path.write_text(json.dumps({"version": 1, "partitions": [
+        {"topic": t, "partition": p, "replicas": r} for t, p, r in moves]}))
+    bs = ["--bootstrap-server", c.bootstrap]
+    out = java_tool(java_cp, REASSIGN, *bs, "--reassignment-json-file", plan_path, "--execute").stdout
+    assert "Successfully started" in out, out
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = java_tool(java_cp, REASSIGN, *bs, "--reassignment-json-file", plan_path, "--verify").stdout
+        if all(f"Reassignment of partition {t}-{p} is completed" in out for t, p, _ in moves):
+            return
+        time.sleep(1)
+    raise AssertionError(out)
+
+
+def replace_node(c, topic, gone, new):
+    """Moves every partition of `topic` that `gone` holds to `new` (same slot in the replica
+    list, so a preferred leader's slot goes to `new`): [(topic, partition, replicas)]."""
+    return [(topic, p, [new if r == gone else r for r in replicas])
+            for p, (_, replicas) in metadata_via(c.nodes[1], topic).items() if gone in replicas]
+
+
+def group_partition(group, partitions):
+    """The __consumer_offsets partition of `group`: Java's String.hashCode, as in Kafka."""
+    h = 0
+    for ch in group:
+        h = (31 * h + ord(ch)) & 0xFFFFFFFF
+    h = h - (1 << 32) if h >= (1 << 31) else h
+    return (h & 0x7FFFFFFF) % partitions
+
+
 def metadata_via(node, topic):
     """Partition -> (leader, replicas) as one node alone answers Metadata. (A raw request:
     librdkafka may send an AdminClient's Metadata request to another broker it learned of
@@ -766,22 +784,8 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
         r = java_tool(java_cp, main, *args, ok=ok)
         return r.stdout + r.stderr
 
-    reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
-
     def move(plan_replicas):
-        plan = tmp_path / "plan.json"
-        plan.write_text(json.dumps({"version": 1, "partitions": [
-            {"topic": "grow", "partition": 0, "replicas": plan_replicas}]}))
-        bs = ["--bootstrap-server", c.bootstrap]
-        assert "Successfully started" in tool(reassign, *bs, "--reassignment-json-file", plan, "--execute")
-        deadline = time.monotonic() + 90
-        out = ""
-        while time.monotonic() < deadline:
-            out = tool(reassign, *bs, "--reassignment-json-file", plan, "--verify")
-            if "Reassignment of partition grow-0 is completed" in out:
-                return
-            time.sleep(1)
-        raise AssertionError(out)
+        reassign(java_cp, c, tmp_path / "plan.json", [("grow", 0, plan_replicas)])
 
     c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
     c.start()
@@ -871,6 +875,246 @@ def test_node_added_then_decommissioned(java_cp, tmp_path):
         c.cleanup()
 
 
+def consume_committing(cons, n, timeout=60):
+    """Polls `cons` for `n` records, committing each synchronously: their values."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < n and time.monotonic() < deadline:
+        m = cons.poll(0.5)
+        if m is None or m.error():
+            continue
+        seen.append(m.value().decode())
+        cons.commit(message=m, asynchronous=False)
+    return seen
+
+
+def coordinator_of(c, group):
+    """The node FindCoordinator names for `group`, as every running node answers it (they
+    must agree), once it is known."""
+    from test_groups import find_coordinator_v1
+    deadline = time.monotonic() + 30
+    answers = []
+    while time.monotonic() < deadline:
+        answers = [find_coordinator_v1(b, group, 0)[:2] for b in c.nodes.values() if b.alive()]
+        if all(a == answers[0] for a in answers) and answers[0][0] == 0:
+            return answers[0][1]
+        time.sleep(0.3)
+    raise AssertionError(answers)
+
+
+def partition_dirs(node, prefix=""):
+    """The partition directories in a node's data dir whose names start with `prefix`."""
+    import os
+    return sorted(d for d in os.listdir(node.data_dir) if d.startswith(prefix) and d[-1:].isdigit()
+                  and os.path.isdir(os.path.join(node.data_dir, d)) and d != "__cluster_metadata-0")
+
+
+def offsets_dirs(node):
+    return partition_dirs(node, "__consumer_offsets-")
+
+
+def test_offsets_partitions_move_with_their_groups(java_cp, tmp_path):
+    """`__consumer_offsets` partitions move like any others (kafka-reassign-partitions), here
+    entirely off node 3 onto a fourth node: the group coordinators move with their partitions'
+    leaders, FindCoordinator names the new one, a consumer in the group keeps its membership
+    and goes on from its committed offsets, and node 4 cannot be unregistered while it holds
+    offsets replicas."""
+    import subprocess
+
+    from broker import rill_bin
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    try:
+        create(c, "kept", 2)
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(100):
+            p.produce("kept", value=f"k{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        group = "movers"
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest", "session.timeout.ms": 10000})
+        cons.subscribe(["kept"])
+        seen = consume_committing(cons, 60)
+        assert len(seen) == 60
+        desc = c.admin().describe_consumer_groups([group])[group].result(timeout=10)
+        members = sorted(m.member_id for m in desc.members)
+        assert len(members) == 1
+
+        four = c.add_node(4)
+        offsets = "__consumer_offsets"
+        count = len(c.admin().list_topics(timeout=10).topics[offsets].partitions)
+        moves = replace_node(c, offsets, 3, 4)
+        assert len(moves) == count, moves  # three replicas on three nodes: node 3 had them all
+        reassign(java_cp, c, tmp_path / "offsets.json", moves, timeout=180)
+        placed = metadata_via(c.nodes[1], offsets)
+        assert all(3 not in r and 4 in r for _, r in placed.values()), placed
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and offsets_dirs(c.nodes[3]):
+            time.sleep(0.5)
+        assert offsets_dirs(c.nodes[3]) == [], "node 3 still has offsets partitions"
+        assert len(offsets_dirs(four)) == count
+
+        # The coordinator is the new leader of the group's partition, and every node says so.
+        part = group_partition(group, count)
+        assert coordinator_of(c, group) == c.leader(offsets, part) != 3
+        committed = Consumer({"bootstrap.servers": c.bootstrap, "group.id": group}).committed(
+            [TopicPartition("kept", 0), TopicPartition("kept", 1)], timeout=30)
+        assert sum(tp.offset for tp in committed) == 60
+        # The member goes on where it was: nothing re-read, nothing skipped, still one member.
+        rest = consume_committing(cons, 40, timeout=90)
+        assert sorted(seen + rest, key=lambda v: int(v[1:])) == [f"k{i}" for i in range(100)]
+        desc = c.admin().describe_consumer_groups([group])[group].result(timeout=10)
+        assert len(desc.members) == 1, desc.members
+
+        # Its offsets replicas keep node 4 in the cluster.
+        r = subprocess.run([rill_bin(), "cluster", "unregister", "--id", "4", "--bootstrap-server", c.bootstrap],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 1 and "still holds replicas" in r.stderr, r
+        cons.close()
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+
+
+QUORUM = "org.apache.kafka.tools.MetadataQuorumCommand"
+
+
+def voters_of(java_cp, c):
+    """(voters, observers) of the metadata quorum, from `kafka-metadata-quorum describe
+    --replication` (a voter's status is Leader or Follower)."""
+    out = java_tool(java_cp, QUORUM, "--bootstrap-server", c.bootstrap, "describe", "--replication").stdout
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    return (sorted(int(r[0]) for r in rows if r[-1] != "Observer"),
+            sorted(int(r[0]) for r in rows if r[-1] == "Observer"))
+
+
+def test_original_node_decommissioned_with_voter_changes(java_cp, tmp_path):
+    """Retiring one of the three original nodes: a fourth node takes every partition of node 3
+    (`__consumer_offsets` included), becomes a voter of the metadata quorum (`rill cluster
+    add-voter`), node 3 stops being one (`kafka-metadata-quorum remove-controller`), is
+    unregistered and stopped. The cluster goes on creating topics and serving produce, consume
+    and the group's committed offsets, also after nodes 1, 2 and 4 restart at once with their
+    unchanged `controller.quorum.voters` (the voters come from the metadata log). Then the voters
+    shrink to one, the leader removing itself included, and the last one cannot go."""
+    import subprocess
+
+    from broker import rill_bin
+
+    def rill(*args):
+        return subprocess.run([rill_bin(), *map(str, args), "--bootstrap-server", c.bootstrap],
+                              capture_output=True, text=True, timeout=150, stdin=subprocess.DEVNULL)
+
+    def group_reads(n, timeout=90):
+        cons = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "lifers", "enable.auto.commit": False,
+                         "auto.offset.reset": "earliest"})
+        cons.subscribe(["life"])
+        try:
+            return consume_committing(cons, n, timeout=timeout)
+        finally:
+            cons.close()
+
+    def produce(topic, first, last):
+        p = Producer({"bootstrap.servers": c.bootstrap, "acks": "all", "linger.ms": 5})
+        for i in range(first, last):
+            p.produce(topic, value=f"l{i}".encode(), partition=i % 3)
+        assert p.flush(60) == 0
+
+    c = RillCluster(3, extra={"replica.lag.time.max.ms": "2000"})
+    c.start()
+    three = c.nodes[3]
+    try:
+        create(c, "life", 3)
+        produce("life", 0, 300)
+        seen = group_reads(150)
+        assert len(seen) == 150
+
+        four = c.add_node(4)
+        assert voters_of(java_cp, c) == ([1, 2, 3], [4])
+        moves = replace_node(c, "life", 3, 4) + replace_node(c, "__consumer_offsets", 3, 4)
+        reassign(java_cp, c, tmp_path / "off3.json", moves, timeout=180)
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and partition_dirs(three):
+            time.sleep(0.5)
+        assert partition_dirs(three) == [], "node 3 still has partitions"
+
+        r = rill("cluster", "unregister", "--id", 3)
+        assert r.returncode == 1 and "voter" in r.stderr, r
+        r = rill("cluster", "add-voter", "--id", 9)
+        assert r.returncode == 1 and "INVALID_REQUEST" in r.stderr, r
+        r = rill("cluster", "add-voter", "--id", 4)
+        assert r.returncode == 0 and "Node 4 is now a voter" in r.stdout, r
+        r = rill("cluster", "add-voter", "--id", 4)
+        assert r.returncode == 1 and "DUPLICATE_VOTER" in r.stderr, r
+        out = java_tool(java_cp, QUORUM, "--bootstrap-server", c.bootstrap, "remove-controller",
+                        "--controller-id", 3, "--controller-directory-id", "AAAAAAAAAAAAAAAAAAAAAA").stdout
+        assert "Removed" in out, out
+        assert voters_of(java_cp, c) == ([1, 2, 4], [3])
+        r = rill("cluster", "remove-voter", "--id", 3)
+        assert r.returncode == 1 and "VOTER_NOT_FOUND" in r.stderr, r
+        r = rill("cluster", "unregister", "--id", 3)
+        assert r.returncode == 0, r
+        del c.nodes[3]
+        three.stop()
+
+        def still_works(topic, first):
+            create(c, topic, 3)
+            placed = metadata_via(c.nodes[1], topic)
+            assert all(sorted(r) == [1, 2, 4] for _, r in placed.values()), placed
+            produce(topic, 0, 30)
+            assert sum(len(v) for v in read_all(c.bootstrap, topic, 3, 30).values()) == 30
+            produce("life", first, first + 30)
+
+        still_works("after-3", 300)
+        committed = Consumer({"bootstrap.servers": c.bootstrap, "group.id": "lifers"}).committed(
+            [TopicPartition("life", p) for p in range(3)], timeout=30)
+        assert sum(tp.offset for tp in committed if tp.offset >= 0) == 150
+        seen += group_reads(150 + 30)
+
+        # Every remaining node restarts at once, each with controller.quorum.voters 1, 2, 3.
+        power_cycle(c)
+        assert sorted(c.admin().list_topics(timeout=10).brokers) == [1, 2, 4]
+        # Node 3 leaves the metadata group a few seconds after its unregistration, also when
+        # the leader that applied it restarted meanwhile.
+        deadline = time.monotonic() + 30
+        while voters_of(java_cp, c) != ([1, 2, 4], []) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert voters_of(java_cp, c) == ([1, 2, 4], [])
+        still_works("after-restart", 330)
+        seen += group_reads(30)
+        assert sorted(seen, key=lambda v: int(v[1:])) == [f"l{i}" for i in range(360)], "each record once"
+
+        # Down to one voter, the leader leaving first each time (it hands leadership over):
+        # with the Java AdminClient (removeRaftVoter), then rill.
+        leader = c.admin().list_topics(timeout=10).controller_id
+        out = java_tool(java_cp, "QuorumVoters", c.bootstrap, "remove", leader).stdout
+        rest = sorted({1, 2, 4} - {leader})
+        assert f"voters={rest} observers=[{leader}]" in out, out
+        leader = c.admin().list_topics(timeout=10).controller_id
+        r = rill("cluster", "remove-voter", "--id", leader)
+        assert r.returncode == 0, r
+        voters, observers = voters_of(java_cp, c)
+        assert len(voters) == 1 and len(observers) == 2, (voters, observers)
+        # And back up to two with the AdminClient (addRaftVoter); a voter twice is refused.
+        out = java_tool(java_cp, "QuorumVoters", c.bootstrap, "add", leader).stdout
+        assert f"voters={sorted(voters + [leader])}" in out, out
+        r = java_tool(java_cp, "QuorumVoters", c.bootstrap, "add", leader, ok=False)
+        assert r.returncode != 0 and "DuplicateVoterException" in r.stderr, r.stderr[-2000:]
+        r = rill("cluster", "remove-voter", "--id", leader)
+        assert r.returncode == 0, r
+        r = rill("cluster", "remove-voter", "--id", voters[0])
+        assert r.returncode == 1 and "last voter" in r.stderr, r
+        create(c, "one-voter", 1)
+    except BaseException:
+        print(c.logs())
+        raise
+    finally:
+        c.cleanup()
+        three.cleanup()
+
+
 def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
     """A KIP-848 group's state is replicated with __consumer_offsets: when the coordinator is killed, the
     new leader of the group's offsets partition rebuilds it, and a Java consumer (group.protocol=consumer)
@@ -899,11 +1143,7 @@ def test_kip848_member_rides_through_coordinator_move(cluster, java_cp):
     try:
         assert ready.wait(120), "".join(lines[-50:])
         md = cluster.admin().list_topics(topic="__consumer_offsets", timeout=10)
-        h = 0
-        for ch in group:
-            h = (31 * h + ord(ch)) & 0xFFFFFFFF
-        h = h - (1 << 32) if h >= (1 << 31) else h
-        part = (h & 0x7FFFFFFF) % len(md.topics["__consumer_offsets"].partitions)
+        part = group_partition(group, len(md.topics["__consumer_offsets"].partitions))
         old = md.topics["__consumer_offsets"].partitions[part].leader
         cluster.kill9(old)
         new = cluster.leader("__consumer_offsets", part, exclude=(old,))

@@ -170,6 +170,8 @@ pub struct GroupCoordinator {
     /// In a cluster: the `__consumer_offsets` partitions this node leads and has loaded, with
     /// the term it loaded them in. `None` on a single node, which coordinates every group.
     loaded: Option<Mutex<HashMap<usize, u64>>>,
+    /// Cluster mode: how many offsets partitions have a watcher (see [`GroupCoordinator::attach`]).
+    watched: Mutex<usize>,
 }
 
 impl GroupCoordinator {
@@ -192,9 +194,10 @@ impl GroupCoordinator {
         };
         let coordinator = GroupCoordinator {
             config,
-            log: OffsetsLog::new(topic.hosted().cloned().collect()),
+            log: OffsetsLog::new(topic.partitions.clone()),
             groups: Mutex::new(HashMap::new()),
             loaded: None,
+            watched: Mutex::new(0),
         };
         let started = std::time::Instant::now();
         let mut loaded: HashMap<String, GroupEntry> = HashMap::new();
@@ -234,28 +237,44 @@ impl GroupCoordinator {
             log: OffsetsLog::new(Vec::new()),
             groups: Mutex::new(HashMap::new()),
             loaded: Some(Mutex::new(HashMap::new())),
+            watched: Mutex::new(0),
         }))
     }
 
-    /// Cluster mode: starts coordinating on `__consumer_offsets`' partitions. A watcher per
-    /// partition loads its groups when this node becomes its leader and drops them when it
-    /// stops being the leader.
-    pub fn attach(self: &Arc<Self>, partitions: Vec<Arc<Partition>>) {
-        self.log.attach(partitions.clone());
-        for (k, p) in partitions.into_iter().enumerate() {
+    /// Cluster mode: coordinates on this node's replicas of `__consumer_offsets`' partitions
+    /// (by partition index, `None` where it holds none). Called again whenever a partition
+    /// moves to or away from this node. A watcher per partition loads its groups when this
+    /// node becomes its leader and drops them when it stops being the leader or the replica
+    /// leaves, so the groups follow their partition's leader wherever it moves.
+    pub fn attach(self: &Arc<Self>, partitions: Vec<Option<Arc<Partition>>>) {
+        let n = partitions.len();
+        self.log.attach(partitions);
+        let first = std::mem::replace(&mut *self.watched.lock(), n).min(n);
+        for k in first..n {
             let me = Arc::downgrade(self);
             tokio::spawn(async move {
+                let mut last: Option<Arc<Partition>> = None;
                 loop {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     let Some(me) = me.upgrade() else { return };
-                    let Some(g) = &p.replica else { return };
                     let loaded_term = me.loaded.as_ref().and_then(|l| l.lock().get(&k).copied());
+                    let current = me.log.slot(k);
+                    // A replica opened anew (moved away and back) starts from scratch.
+                    if current.as_ref().map(Arc::as_ptr) != last.as_ref().map(Arc::as_ptr) {
+                        if loaded_term.is_some() {
+                            me.unload(k);
+                        }
+                        last = current;
+                        continue;
+                    }
+                    let Some(p) = &current else { continue };
+                    let Some(g) = &p.replica else { continue };
                     if g.is_leader() {
                         let term = g.term();
                         // Load once the new term's first entry is committed: then the high
                         // watermark covers everything earlier leaders wrote.
                         if loaded_term != Some(term) && p.high_watermark() >= p.log.log_end_offset() {
-                            if let Err(e) = me.load_as_leader(k, &p, term) {
+                            if let Err(e) = me.load_as_leader(k, p, term) {
                                 tracing::error!(partition = k, error = %e, "loading consumer groups failed");
                             }
                         }
@@ -270,7 +289,7 @@ impl GroupCoordinator {
     fn load_as_leader(self: &Arc<Self>, k: usize, p: &Partition, term: u64) -> anyhow::Result<()> {
         let mut fresh = HashMap::new();
         let records = self.load_partition(p, &mut fresh)?;
-        let n = self.log.partitions().len();
+        let n = self.log.count();
         let mut groups = self.groups.lock();
         groups.retain(|id, _| super::offsets_log::partition_for(id, n) != k);
         let count = fresh.len();
@@ -289,7 +308,7 @@ impl GroupCoordinator {
         if let Some(l) = &self.loaded {
             l.lock().remove(&k);
         }
-        let n = self.log.partitions().len();
+        let n = self.log.count();
         let mut groups = self.groups.lock();
         let gone: Vec<String> =
             groups.keys().filter(|id| super::offsets_log::partition_for(id, n) == k).cloned().collect();
@@ -305,7 +324,11 @@ impl GroupCoordinator {
     /// it leads the group's offsets partition and has loaded it.
     pub fn check_coordinator(&self, group: &str) -> Result<(), ResponseError> {
         let Some(loaded) = &self.loaded else { return Ok(()) };
-        let Some(p) = self.log.partition_of(group) else { return Err(ResponseError::CoordinatorNotAvailable) };
+        if self.log.count() == 0 {
+            return Err(ResponseError::CoordinatorNotAvailable);
+        }
+        // No replica here: the group's partition lives on other nodes.
+        let Some(p) = self.log.partition_of(group) else { return Err(ResponseError::NotCoordinator) };
         let k = p.index as usize;
         match &p.replica {
             Some(g) if g.is_leader() => {

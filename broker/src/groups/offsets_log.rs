@@ -600,27 +600,41 @@ impl OffsetsRecord {
 }
 
 /// The partitions of `__consumer_offsets` (in a cluster: attached once the topic exists).
+/// Slots are by partition index: in a cluster a node holds replicas of some partitions only
+/// (they can be moved), yet a group's partition is chosen among all of them.
 pub struct OffsetsLog {
-    partitions: parking_lot::RwLock<Vec<Arc<Partition>>>,
+    partitions: parking_lot::RwLock<Vec<Option<Arc<Partition>>>>,
 }
 
 impl OffsetsLog {
-    pub fn new(partitions: Vec<Arc<Partition>>) -> Self {
+    pub fn new(partitions: Vec<Option<Arc<Partition>>>) -> Self {
         OffsetsLog { partitions: parking_lot::RwLock::new(partitions) }
     }
 
-    pub fn attach(&self, partitions: Vec<Arc<Partition>>) {
+    pub fn attach(&self, partitions: Vec<Option<Arc<Partition>>>) {
         *self.partitions.write() = partitions;
     }
 
+    /// The partitions this node holds a replica of.
     pub fn partitions(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().clone()
+        self.partitions.read().iter().flatten().cloned().collect()
     }
 
-    /// The partition holding `group`'s records, if the topic exists yet.
+    /// How many partitions the topic has (0 before it exists).
+    pub fn count(&self) -> usize {
+        self.partitions.read().len()
+    }
+
+    /// This node's replica of partition `k`, if it holds one.
+    pub fn slot(&self, k: usize) -> Option<Arc<Partition>> {
+        self.partitions.read().get(k).cloned().flatten()
+    }
+
+    /// The partition holding `group`'s records, if the topic exists yet and this node holds
+    /// a replica of it.
     pub fn partition_of(&self, group: &str) -> Option<Arc<Partition>> {
         let parts = self.partitions.read();
-        (!parts.is_empty()).then(|| parts[partition_for(group, parts.len())].clone())
+        (!parts.is_empty()).then(|| parts[partition_for(group, parts.len())].clone()).flatten()
     }
 
     fn batch(records: &[OffsetsRecord], now: i64) -> bytes::BytesMut {

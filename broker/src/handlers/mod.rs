@@ -10,6 +10,7 @@ pub mod leader_hints;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod quorum;
 pub mod reassign;
 pub mod records;
 pub mod topics;

@@ -52,12 +52,6 @@ fn reassign(
                     ids.len()
                 )));
             }
-            if t.name == crate::groups::OFFSETS_TOPIC {
-                return Err(KafkaError::InvalidReplicaAssignment(format!(
-                    "{} stays on the controller quorum voters in Rill",
-                    t.name
-                )));
-            }
         }
     }
     let cmd = Command::Reassign { name: t.name.clone(), id: t.id, partition, target };
@@ -136,8 +130,10 @@ fn unregister_broker(broker: &Broker, id: i32) -> Result<(), (ResponseError, Str
     let Some(cluster) = &broker.cluster else {
         return Err(invalid("a single node has no other brokers".into()));
     };
-    if cluster.voters.contains_key(&id) {
-        return Err(invalid(format!("node {id} is a voter of the metadata quorum (controller.quorum.voters)")));
+    if cluster.is_voter(id) {
+        return Err(invalid(format!(
+            "node {id} is a voter of the metadata quorum; remove it from the voters first (kafka-metadata-quorum remove-controller or rill cluster remove-voter)"
+        )));
     }
     if !cluster.brokers.read().contains_key(&id) {
         return Err((ResponseError::BrokerIdNotRegistered, format!("Broker ID {id} is not registered")));

@@ -718,6 +718,39 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
                     .into(),
             )
         }
+        RequestKind::AddRaftVoter(r) => {
+            if c.cluster(ALTER) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(
+                rill_protocol::messages::AddRaftVoterResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            if c.cluster(ALTER) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(
+                rill_protocol::messages::RemoveRaftVoterResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
+        RequestKind::DescribeQuorum(r) => {
+            if c.cluster(DESCRIBE) {
+                return serve(r.into(), Patch::None);
+            }
+            Outcome::Deny(
+                rill_protocol::messages::DescribeQuorumResponse::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
         RequestKind::ListPartitionReassignments(r) => {
             if c.cluster(DESCRIBE) {
                 return serve(r.into(), Patch::None);
