@@ -52,8 +52,9 @@ const COMMITTED_SAVE_INTERVAL: Duration = Duration::from_millis(200);
 /// openraft caps a request by entries only (`max_payload_entries`): with produce batches of a
 /// megabyte, a busy group sent frames of tens of megabytes to each follower, and a hundred
 /// busy partitions held gigabytes, each frame allocated, faulted in and freed again. A
-/// megabyte per round trip still moves hundreds of MB/s per partition.
-const REPLICATION_BYTES: usize = 1 << 20;
+/// quarter of a megabyte per round trip still moves over 100 MB/s per partition and
+/// follower, and bounds what a hundred busy partitions hold in flight to tens of MB.
+const REPLICATION_BYTES: usize = 256 << 10;
 
 /// A partition snapshot: the Raft position of a log prefix that retention or DeleteRecords
 /// removed, and the Kafka offset the log continues at. It carries no records: a follower
@@ -643,14 +644,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replication_reads_whole_entries_up_to_a_megabyte_and_applying_reads_no_records() {
+    async fn replication_reads_whole_entries_up_to_the_limit_and_applying_reads_no_records() {
         use openraft::storage::RaftLogStorageExt;
         let dir = tempfile::tempdir().unwrap();
         let mut store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
         store.blocking_append([Entry::new(log_id(1, 0), EntryPayload::Blank)]).await.unwrap();
-        // Entries 1..=40 of ~100 KB each, then one of ~3 MB, then a membership-free tail.
+        // Entries 1..=40 of about a tenth of the limit each, then one of ~3 MB, then a tail.
         for i in 1..=40 {
-            store.blocking_append([data_entry(i, 100, 1000)]).await.unwrap();
+            store.blocking_append([data_entry(i, REPLICATION_BYTES / 10 / 1000, 1000)]).await.unwrap();
         }
         store.blocking_append([data_entry(41, 3, 1 << 20)]).await.unwrap();
         store.blocking_append([data_entry(42, 10, 100)]).await.unwrap();
