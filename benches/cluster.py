@@ -57,7 +57,9 @@ the same internal partitions.
 
 Everything is bounded: per-phase client timeouts, and --max-seconds for the whole run (SIGALRM);
 every process started is stopped and every data dir deleted on exit, error, timeout or SIGTERM.
-Results: table on stdout, JSON in benches/results/<date>-cluster[-smoke].json (or --out).
+Results: table on stdout, JSON in benches/results/<date>-cluster[-smoke].json (or --out), and
+beside it the tables as Markdown (.md) and the throughput runs as an SVG bar chart (.svg);
+--render JSON writes those two again from a JSON.
 """
 import argparse
 import base64
@@ -79,7 +81,7 @@ REPO = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO, "tests", "support"))
 from benchlib import (broker_cpu_s, create_topics, fsync_probe, git_info, loadavg, machine,  # noqa: E402
                       machine_busy_s, proc_status_kb, reset_hwm, result_path, run_loadgen, rust_loadgen,
-                      wait_leaders)
+                      svg_bars, wait_leaders)
 from broker import Broker, free_port  # noqa: E402  (tests/support/broker.py)
 
 # tests/support/cluster.py, loaded by path: this file's own name shadows it on sys.path.
@@ -437,7 +439,11 @@ def idle_cost(system, cluster, nodes, p, out):
     log(f"   creating {topics} x {per_topic} partitions, RF 3 ...")
     t0 = time.monotonic()
     c0 = nodes.cpu()
-    create_topics(cluster.bootstrap, names, per_topic, 3, {}, timeout=240)
+    # Kafka's controller refuses one CreateTopics of more than 10,000 metadata records: at most
+    # 5,000 partitions per request (1,000 partitions are one request, as before).
+    chunk = max(1, 5000 // max(1, per_topic))
+    for i in range(0, topics, chunk):
+        create_topics(cluster.bootstrap, names[i:i + chunk], per_topic, 3, {}, timeout=max(240, n / 20))
     out["create_s"] = round(time.monotonic() - t0, 1)
     out["create_cpu_s"] = round(sum(nodes.cpu().values()) - sum(c0.values()), 1)
     log(f"     all leaders after {out['create_s']} s (nodes used {out['create_cpu_s']} CPU s)")
@@ -616,6 +622,31 @@ def workload_tables(rows):
     return "\n".join(out)
 
 
+def write_reports(out, meta, rows, idle):
+    """Beside the JSON: the tables as Markdown (<stem>.md) and the max-throughput runs as a
+    bar chart (<stem>.svg), records/s per system."""
+    stem = os.path.splitext(out)[0]
+    md = [f"# Rill vs Apache Kafka 4.1.1, 3 nodes, RF 3 ({meta['started']}, git {meta.get('git_head')}"
+          f"{' dirty' if meta.get('git_dirty') else ''})",
+          f"Machine: {meta['machine']['nproc']} CPUs ({meta['machine']['cpu']}), {meta['machine']['mem_gb']} GB; "
+          f"load average at start {meta['loadavg_start']}, at end {meta.get('loadavg_end')}; "
+          f"{meta.get('elapsed_s')} s. Workloads: {','.join(meta['workloads'])}.",
+          table(rows, idle)]
+    groups = {}
+    for r in rows:
+        if r.get("workload") == "throughput" and r.get("rep", 0) == 0:
+            label = f"{r['size']} B, {r['partitions']}p, acks={r['acks']}, {r['mode']}"
+            groups.setdefault(label, {})[r["system"]] = r["records_per_s"]
+    if groups:
+        svg_bars(stem + ".svg", f"3 nodes, RF 3: max throughput, records/s ({meta['started'][:10]}, "
+                 f"{meta['machine']['nproc']} CPUs)", list(groups.items()), list(SYSTEMS), "records/s")
+        md.insert(2, f"Chart: [{os.path.basename(stem)}.svg]({os.path.basename(stem)}.svg)")
+    if meta.get("error"):
+        md.append(f"**Error:** {meta['error']}")
+    with open(stem + ".md", "w") as f:
+        f.write("\n\n".join(md) + "\n")
+
+
 class Deadline(Exception):
     pass
 
@@ -639,7 +670,13 @@ def main():
     ap.add_argument("--latency-partitions", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=1, help="throughput: runs per (size, partitions, acks)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--render", metavar="JSON", help="only write JSON's .md and .svg again from its results")
     a = ap.parse_args()
+    if a.render:
+        with open(a.render) as f:
+            d = json.load(f)
+        write_reports(a.render, d["meta"], d["runs"], d["idle"])
+        return
     systems = [s for s in (a.systems or ("rill" if a.smoke else "rill,kafka,kafka-flush1")).split(",") if s]
     for s in systems:
         if s not in SYSTEMS:
@@ -693,7 +730,8 @@ def main():
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump({"meta": meta, "runs": rows, "idle": idle}, f, indent=1)
-    log(f"wrote {out}")
+    write_reports(out, meta, rows, idle)
+    log(f"wrote {out} (and .md, .svg)")
     bad = failed or any(r.get("timed_out") or r.get("loadgen_exit") for r in rows) or any(
         (v.get("recovery") or {}).get("error") or (v.get("load") or {}).get("timed_out") for v in idle.values())
     sys.exit(1 if bad else 0)
