@@ -3,7 +3,7 @@
 
     benches/cluster.py [--systems rill,kafka,kafka-flush1] [--smoke] [--out FILE]
                        [--workloads sync,throughput,latency,eventbus,recovery,idle] [--repeat N]
-                       [--throughput-partitions 6,100] [--latency-partitions 6]
+                       [--throughput-partitions 6,100] [--throughput-scale N] [--latency-partitions 6]
                        [--partitions 3] [--idle-partitions 1000] [--idle-seconds 30]
                        [--settle-seconds 60] [--idle-rate 500] [--recovery-mb 10000]
                        [--no-load] [--max-seconds SEC]
@@ -283,6 +283,7 @@ def rs_throughput(system, cluster, nodes, p, o, rows):
     tag = system.replace("-", "")
     for rep in range(o.repeat):
         for count, size in p["rs_throughput"]:
+            count *= o.throughput_scale
             for np in o.rs_partitions:
                 for acks in acks_of(system):
                     topic = f"bench-{tag}-rs-{size}b-p{np}-acks{acks}-{rep}"
@@ -669,6 +670,8 @@ def main():
     ap.add_argument("--throughput-partitions", default="6,100", help="throughput: comma list of partition counts")
     ap.add_argument("--latency-partitions", type=int, default=6)
     ap.add_argument("--repeat", type=int, default=1, help="throughput: runs per (size, partitions, acks)")
+    ap.add_argument("--throughput-scale", type=int, default=1,
+                    help="throughput: records per phase times this (1: a second or less per Rill phase)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--render", metavar="JSON", help="only write JSON's .md and .svg again from its results")
     a = ap.parse_args()
@@ -706,7 +709,7 @@ def main():
             "machine": machine(), "loadavg_start": loadavg(), "confluent_kafka": confluent_kafka.__version__,
             "librdkafka": confluent_kafka.libversion()[0], "client": "benches/loadgen.py", "nodes": 3,
             "replication_factor": 3, "partitions": a.partitions, "params": p, "workloads": a.workloads,
-            "throughput_partitions": a.rs_partitions, "latency_partitions": a.latency_partitions, "repeat": a.repeat, "rill_bin": os.environ.get("RILL_BIN"),
+            "throughput_partitions": a.rs_partitions, "throughput_scale": a.throughput_scale, "latency_partitions": a.latency_partitions, "repeat": a.repeat, "rill_bin": os.environ.get("RILL_BIN"),
             "java": os.environ.get("JAVA"), "nice": os.nice(0), **git_info()}
     rows, idle = [], {}
     failed = None
