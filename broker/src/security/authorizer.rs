@@ -106,6 +106,23 @@ fn split<T>(items: Vec<T>, mut keep: impl FnMut(&T) -> bool) -> (Vec<T>, Vec<T>)
     items.into_iter().partition(|t| keep(t))
 }
 
+/// A cluster-level API whose denial is its response with CLUSTER_AUTHORIZATION_FAILED in the
+/// top-level error code and message.
+macro_rules! cluster_gated {
+    ($c:expr, $serve:expr, $op:expr, $req:expr, $resp:ty) => {
+        if $c.cluster($op) {
+            $serve($req.into(), Patch::None)
+        } else {
+            Outcome::Deny(
+                <$resp>::default()
+                    .with_error_code(CLUSTER_DENIED.code())
+                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
+                    .into(),
+            )
+        }
+    };
+}
+
 /// Authorizes a request. With no authorizer configured everything passes untouched.
 pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -> Outcome {
     if !sec.authorizer_enabled || sec.is_super_user(&ctx.principal) {
@@ -697,59 +714,19 @@ pub fn check(broker: &Broker, sec: &Security, req: Request, ctx: &ConnContext) -
             )
         }
         RequestKind::AlterPartitionReassignments(r) => {
-            if c.cluster(ALTER) {
-                return serve(r.into(), Patch::None);
-            }
-            Outcome::Deny(
-                rill_protocol::messages::AlterPartitionReassignmentsResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
-                    .into(),
-            )
+            cluster_gated!(c, serve, ALTER, r, rill_protocol::messages::AlterPartitionReassignmentsResponse)
         }
         RequestKind::UnregisterBroker(r) => {
-            if c.cluster(ALTER) {
-                return serve(r.into(), Patch::None);
-            }
-            Outcome::Deny(
-                rill_protocol::messages::UnregisterBrokerResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
-                    .into(),
-            )
+            cluster_gated!(c, serve, ALTER, r, rill_protocol::messages::UnregisterBrokerResponse)
         }
         RequestKind::AddRaftVoter(r) => {
-            if c.cluster(ALTER) {
-                return serve(r.into(), Patch::None);
-            }
-            Outcome::Deny(
-                rill_protocol::messages::AddRaftVoterResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
-                    .into(),
-            )
+            cluster_gated!(c, serve, ALTER, r, rill_protocol::messages::AddRaftVoterResponse)
         }
         RequestKind::RemoveRaftVoter(r) => {
-            if c.cluster(ALTER) {
-                return serve(r.into(), Patch::None);
-            }
-            Outcome::Deny(
-                rill_protocol::messages::RemoveRaftVoterResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
-                    .into(),
-            )
+            cluster_gated!(c, serve, ALTER, r, rill_protocol::messages::RemoveRaftVoterResponse)
         }
         RequestKind::DescribeQuorum(r) => {
-            if c.cluster(DESCRIBE) {
-                return serve(r.into(), Patch::None);
-            }
-            Outcome::Deny(
-                rill_protocol::messages::DescribeQuorumResponse::default()
-                    .with_error_code(CLUSTER_DENIED.code())
-                    .with_error_message(Some(crate::handlers::s(CLUSTER_DENIED.to_string())))
-                    .into(),
-            )
+            cluster_gated!(c, serve, DESCRIBE, r, rill_protocol::messages::DescribeQuorumResponse)
         }
         RequestKind::ListPartitionReassignments(r) => {
             if c.cluster(DESCRIBE) {
